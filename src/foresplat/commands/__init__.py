@@ -1,0 +1,1 @@
+"""Subcommands of the `foresplat` CLI: one module each, exposing `main(argv) -> int`."""

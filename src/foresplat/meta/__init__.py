@@ -1,0 +1,1 @@
+"""Training rules (vanilla, metagrad, reptile, dense, unrolled): see base.py for the interface."""
