@@ -37,7 +37,7 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.
     `up` [3] is the world up direction; the camera's y axis points away from it (y down).
     """
     z = torch.nn.functional.normalize(target - eye, dim=-1)
-    x = torch.nn.functional.normalize(torch.linalg.cross(z, (-up).expand_as(z), dim=-1), dim=-1)
+    x = torch.nn.functional.normalize(torch.linalg.cross((-up).expand_as(z), z, dim=-1), dim=-1)
     y = torch.linalg.cross(z, x, dim=-1)
     R = torch.stack([x, y, z], dim=-2)  # rows = camera axes in world coordinates
     view = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
@@ -81,6 +81,9 @@ class Cameras:
         det = torch.linalg.det(v[..., :3, :3])
         if bool((det.abs() < 1e-8).any()):
             raise ValueError(f"{name}.viewmats: a rotation block is singular (det ~ 0)")
+        if bool((det < 0).any()):
+            raise ValueError(f"{name}.viewmats: a rotation block is a reflection (det < 0); "
+                             "expected a right-handed OpenCV world-to-camera matrix")
         k = self.Ks.detach().double()
         if bool((k[..., 0, 0] <= 0).any()) or bool((k[..., 1, 1] <= 0).any()):
             raise ValueError(f"{name}.Ks: focal lengths fx, fy must be positive")
