@@ -1,0 +1,90 @@
+"""`foresplat predict SCENE --ckpt CKPT --out g0.ply`: feed-forward Gaussians from a trained predictor.
+
+    foresplat predict synthetic:3 --ckpt runs/demo/model --out g0.ply
+    foresplat predict ../shared/data/llff_fern --ckpt runs/base/model --width 128 --out fern_g0.ply
+
+The scene (any format foresplat.data.load_scene reads, or synthetic:SEED) is resized if asked and
+to multiples of the predictor's divisor, split into context / target views (split_views), and the
+predictor runs on the context views. Writes the .ply (3DGS layout) and a JSON next to it (same
+stem) with the split, the size, the Gaussian count and the timing, so that `foresplat refine
+--init ply:...` / evaluation can reuse the same views.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+import tyro
+
+from foresplat.data.scene import Scene, split_views
+
+
+@dataclass
+class PredictCommand:
+    """Predict Gaussians G0 for a scene from a predictor checkpoint and write them as a .ply."""
+
+    scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
+    """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
+    ckpt: str
+    """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model."""
+    out: Path = Path("g0.ply")
+    """Output .ply; the split and timing go to the same path with suffix .json."""
+    num_context: int = 12
+    """Context views to predict from (0 = every view of the scene)."""
+    num_target: int = 4
+    """Views held out (not used for the prediction; their indices are recorded)."""
+    split_rule: Literal["random", "even", "first"] = "random"
+    """How views are split (see foresplat.data.split_views); match `foresplat refine` to reuse its split."""
+    split_seed: int = 0
+    """Seed of the random split."""
+    width: int | None = None
+    """Resize the views to this width first (height follows the aspect ratio if not given)."""
+    height: int | None = None
+    """Resize the views to this height first (width follows the aspect ratio if not given)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device to run the predictor on ("auto" = cuda when available)."""
+
+
+def fit_to_divisor(scene: Scene, divisor: int) -> Scene:
+    """The scene resized down to the nearest multiples of `divisor` (unchanged if it already fits)."""
+    w, h = max(divisor, scene.width // divisor * divisor), max(divisor, scene.height // divisor * divisor)
+    return scene if (w, h) == (scene.width, scene.height) else scene.resized(w, h)
+
+
+def run(cmd: PredictCommand) -> int:
+    """Runs the command (see module docstring); returns the exit code."""
+    from foresplat.commands.refine import _resize, load_scene_spec
+    from foresplat.io import atomic_write_json, write_ply
+    from foresplat.models import Predictor
+
+    device = cmd.device if cmd.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
+    scene = load_scene_spec(cmd.scene, num_views=max(16, cmd.num_context + cmd.num_target))
+    scene = fit_to_divisor(_resize(scene, cmd.width, cmd.height), model.divisor).validate()
+    if cmd.num_context == 0:
+        context, ctx_idx, tgt_idx = scene, list(range(scene.num_views)), []
+    else:
+        split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split_rule, cmd.split_seed)
+        context, ctx_idx, tgt_idx = split.context, split.context_indices, split.target_indices
+    t0 = time.perf_counter()
+    g = model.predict(context).detach().to(device="cpu", dtype=torch.float32)
+    seconds = time.perf_counter() - t0
+    out = Path(cmd.out)
+    write_ply(out, g)
+    atomic_write_json(out.with_suffix(".json"), {
+        "scene": scene.name, "scene_spec": cmd.scene, "ckpt": str(cmd.ckpt), "width": scene.width,
+        "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
+        "split_rule": cmd.split_rule, "split_seed": cmd.split_seed, "num_gaussians": g.num,
+        "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device})
+    print(f"{out}: {g.num} Gaussians from {context.num_views} views of {scene.name} "
+          f"({scene.width}x{scene.height}) in {seconds:.2f} s")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `foresplat predict`."""
+    return run(tyro.cli(PredictCommand, args=argv, prog="foresplat predict"))

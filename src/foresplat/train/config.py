@@ -1,0 +1,168 @@
+"""`TrainConfig`: every setting of a training run, with named presets (tiny, demo, base).
+
+The resolved config is written as YAML next to every run (`config.yaml`); it is data, never
+eval'd. `train_preset(name)` returns a fresh copy of a preset; the CLI applies overrides on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from foresplat.data.synthetic_config import SyntheticConfig
+from foresplat.meta import RuleConfig
+from foresplat.models import PredictorConfig
+
+Backend = Literal["auto", "reference", "cpu", "gsplat"]
+
+
+@dataclass
+class TrainConfig:
+    """A training run: model, rule, data, optimisation, logging (one line per field)."""
+
+    model: PredictorConfig = field(default_factory=lambda: PredictorConfig.preset("edge-s"))
+    """Predictor architecture (ignored when init_checkpoint is set: the checkpoint's config is used)."""
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    """Training rule (foresplat.meta): vanilla, metagrad, reptile, dense, unrolled."""
+    init_checkpoint: str | None = None
+    """Start from this predictor checkpoint's weights (fine-tuning) instead of a random init."""
+    train_backbone: bool = True
+    """False: freeze the backbone and train the Gaussian head only (MetaGrad fine-tuning)."""
+    batch_size: int = 2
+    """Scenes per iteration per process."""
+    num_context: int = 4
+    """Context (input) views per scene: predicted from, and refined on by the rules."""
+    num_target: int = 2
+    """Held-out target views per scene, rendered by the rule's loss."""
+    width: int = 64
+    """Training image width in pixels (a multiple of the backbone's divisor)."""
+    height: int = 64
+    """Training image height in pixels (a multiple of the backbone's divisor)."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Synthetic scene generator; scenes are resized to width x height if they differ."""
+    synthetic_pool: int = 0
+    """Distinct synthetic training scenes (seeds 0..pool-1, cached per process); 0 = an endless stream."""
+    datasets: tuple[str, ...] = ()
+    """Scene folders (foresplat.data.load_scene) mixed into training with random view subsets and crops."""
+    dataset_weight: float = 0.5
+    """Probability that a training scene comes from `datasets` rather than the synthetic generator."""
+    dataset_downscale: int | None = None
+    """Loader downscale factor for `datasets` (pre-downscaled image folders, e.g. LLFF images_8); None = full size."""
+    dataset_max_scale: float = 1.5
+    """Random zoom of dataset crops: the crop covers 1/s of the resized image, s ~ U[1, this]."""
+    iterations: int = 1000
+    """Total optimizer steps."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate."""
+    lr_min_ratio: float = 0.1
+    """Final learning rate as a fraction of `lr` (cosine decay)."""
+    warmup: int = 50
+    """Linear warm-up iterations."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+    seed: int = 0
+    """Seed of the model init and of every random draw (scenes, splits, rule generators)."""
+    out_dir: str = "runs/train"
+    """Run folder: config.yaml, metrics.jsonl, checkpoints/, model.{safetensors,json}, summary.json."""
+    resume: str | None = None
+    """Continue a run: a checkpoint path, or "auto" = the latest checkpoint in out_dir (fresh start if none)."""
+    log_interval: int = 10
+    """Write a metrics line every this many iterations."""
+    ckpt_interval: int = 200
+    """Write a checkpoint every this many iterations (and at the end); 0 = only at the end."""
+    keep_checkpoints: int = 0
+    """Keep only the newest this many interval checkpoints (0 = keep all)."""
+    val_interval: int = 0
+    """Evaluate G0 on held-out synthetic scenes every this many iterations (0 = only at start and end)."""
+    val_scenes: int = 4
+    """Number of held-out synthetic validation scenes (seeds from EVAL_SEED_START); 0 = no validation."""
+    backend: Backend = "auto"
+    """Render backend of the rule and of validation (overrides rule.backend and rule.refine.backend)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Device; "auto" = cuda when available. Under torchrun each rank uses cuda:LOCAL_RANK."""
+    tensorboard: bool = False
+    """Also write TensorBoard events to out_dir/tb (needs the tensorboard package)."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0)."""
+
+    def validate(self) -> "TrainConfig":
+        """Raises ValueError naming the field when a setting is impossible."""
+        def bad(name: str, want: str) -> None:
+            raise ValueError(f"TrainConfig.{name}: expected {want}, got {getattr(self, name)!r}")
+
+        self.model.validate()
+        self.rule.validate()
+        self.synthetic.validate()
+        for name in ("batch_size", "num_context", "width", "height", "iterations"):
+            if getattr(self, name) < 1:
+                bad(name, "a positive integer")
+        for name in ("num_target", "warmup", "synthetic_pool", "ckpt_interval", "val_interval",
+                     "val_scenes", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                bad(name, "a non-negative integer")
+        if self.log_interval < 1:
+            bad("log_interval", "a positive integer")
+        if self.num_target < 1 and "target" in (self.rule.zero_step_views, self.rule.anchor_views):
+            bad("num_target", "at least 1 (the rule evaluates target views)")
+        if not self.lr > 0 or not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError(f"TrainConfig.lr/lr_min_ratio: need lr > 0 and 0 <= lr_min_ratio <= 1, "
+                             f"got {self.lr}, {self.lr_min_ratio}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"TrainConfig.weight_decay/grad_clip: expected >= 0, got "
+                             f"{self.weight_decay}, {self.grad_clip}")
+        if not all(0 <= b < 1 for b in self.betas):
+            bad("betas", "two values in [0, 1)")
+        need = self.num_context + self.num_target
+        if self.synthetic.num_views < need:
+            raise ValueError(f"TrainConfig.synthetic.num_views: {self.synthetic.num_views} views per scene, "
+                             f"but num_context + num_target = {need}")
+        if not 0 <= self.dataset_weight <= 1:
+            bad("dataset_weight", "a probability in [0, 1]")
+        if self.dataset_max_scale < 1:
+            bad("dataset_max_scale", "a value >= 1")
+        if self.resume is not None and not self.resume:
+            bad("resume", 'a checkpoint path, "auto", or None')
+        return self
+
+
+def _synthetic(size: int, views: int, fast: bool, rig: str = "mixed") -> SyntheticConfig:
+    if fast:  # hard shadows, no supersampling: ~4x cheaper scenes for tests and the demo
+        return SyntheticConfig(width=size, height=size, num_views=views, rig=rig, supersample=1, shadow_samples=1)
+    return SyntheticConfig(width=size, height=size, num_views=views, rig=rig)
+
+
+def _tiny() -> TrainConfig:
+    return TrainConfig(model=PredictorConfig.preset("edge-t"), batch_size=1, num_context=2, num_target=2,
+                       width=32, height=32, synthetic=_synthetic(32, 4, fast=True, rig="forward"), synthetic_pool=4,
+                       iterations=8, lr=2e-3, warmup=2, log_interval=1, ckpt_interval=4, val_scenes=2,
+                       out_dir="runs/tiny")
+
+
+def _demo() -> TrainConfig:
+    return TrainConfig(model=PredictorConfig.preset("edge-t"), batch_size=2, num_context=3, num_target=2,
+                       width=48, height=48, synthetic=_synthetic(48, 6, fast=True, rig="forward"), synthetic_pool=24,
+                       iterations=300, lr=2e-3, warmup=10, log_interval=10, ckpt_interval=100,
+                       val_scenes=4, out_dir="runs/demo")
+
+
+def _base() -> TrainConfig:
+    return TrainConfig(model=PredictorConfig.preset("edge-s"), batch_size=4, num_context=6, num_target=3,
+                       width=64, height=64, synthetic=_synthetic(64, 12, fast=False), synthetic_pool=512,
+                       iterations=4000, lr=5e-4, warmup=100, log_interval=10, ckpt_interval=250,
+                       val_interval=250, val_scenes=8, out_dir="runs/base")
+
+
+PRESETS = {"tiny": _tiny, "demo": _demo, "base": _base}
+"""Named presets: tiny (tests and CI, seconds), demo (`foresplat demo`, minutes on 2 CPU cores),
+base (the experiments' base model)."""
+
+
+def train_preset(name: str, **overrides) -> TrainConfig:
+    """A fresh copy of preset `name` with field `overrides` applied (validated)."""
+    if name not in PRESETS:
+        raise ValueError(f"train_preset: unknown preset {name!r}; available: {sorted(PRESETS)}")
+    return replace(PRESETS[name](), **overrides).validate()
