@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
-echo "foresplat installed in $(pwd)/.venv"
+
+# Compile the native CPU renderer once now (cached in .venv/var/foresplat), not inside the first test.
+.venv/bin/python -c "from foresplat.render.cpu import load_extension; load_extension()"
+echo "native CPU renderer built"

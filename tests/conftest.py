@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # two xdist workers on two cores: one thread each
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from foresplat._env import configure_caches
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from foresplat._env import configure_caches  # noqa: E402
 
 configure_caches()
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # two xdist workers on two cores
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED_DATA = Path(os.environ.get("FORESPLAT_SHARED_DATA",
                                   Path(__file__).resolve().parents[1].parent / "shared" / "data"))
