@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from foresplat.commands import refine as refine_cmd
+from foresplat.data.spec import load_scene_spec
 from foresplat.io import read_ply, write_ply
 from foresplat.refine import Refiner, initialize, scene_background
 from foresplat.refine.init import carve_points
@@ -101,4 +102,4 @@ def test_init_from_predictor_checkpoint(tmp_path):
     g = read_ply(out)
     assert g.num == m["num_gaussians"] > 0 and g.sh_degree == model.config.head.sh_degree
     with pytest.raises(FileNotFoundError):
-        initialize(f"ckpt:{tmp_path / 'missing'}", refine_cmd.load_scene_spec("synthetic:5", num_views=4))
+        initialize(f"ckpt:{tmp_path / 'missing'}", load_scene_spec("synthetic:5", num_views=4))

@@ -57,14 +57,14 @@ def fit_to_divisor(scene: Scene, divisor: int) -> Scene:
 
 def run(cmd: PredictCommand) -> int:
     """Runs the command (see module docstring); returns the exit code."""
-    from foresplat.commands.refine import _resize, load_scene_spec
+    from foresplat.data.spec import load_scene_spec, resize_to
     from foresplat.io import atomic_write_json, write_ply
     from foresplat.models import Predictor
 
     device = cmd.device if cmd.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
     scene = load_scene_spec(cmd.scene, num_views=max(16, cmd.num_context + cmd.num_target))
-    scene = fit_to_divisor(_resize(scene, cmd.width, cmd.height), model.divisor).validate()
+    scene = fit_to_divisor(resize_to(scene, cmd.width, cmd.height), model.divisor).validate()
     if cmd.num_context == 0:
         context, ctx_idx, tgt_idx = scene, list(range(scene.num_views)), []
     else:

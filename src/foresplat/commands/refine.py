@@ -23,7 +23,8 @@ from typing import Annotated, Literal
 import torch
 import tyro
 
-from foresplat.data.scene import Scene, split_views
+from foresplat.data.scene import split_views
+from foresplat.data.spec import load_scene_spec, resize_to
 from foresplat.refine.config import RefineConfig
 from foresplat.refine.init import initialize, scene_background
 from foresplat.refine.refiner import Refiner, view_metrics
@@ -67,36 +68,6 @@ class RefineCommand:
     """Refiner settings (steps, learning rates, seed, backend, ...)."""
 
 
-def load_scene_spec(spec: str, *, downscale: int | None = None, num_views: int = 16) -> Scene:
-    """`synthetic:SEED` -> a generated scene with `num_views` views; anything else -> load_scene(spec)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "synthetic" and arg:
-        from foresplat.data.synthetic import SyntheticConfig, generate_scene
-
-        try:
-            seed = int(arg)
-        except ValueError:
-            raise ValueError(f"scene {spec!r}: expected synthetic:SEED with an integer seed") from None
-        return generate_scene(seed, SyntheticConfig(num_views=num_views))
-    from foresplat.data import load_scene
-
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"scene {spec!r}: no such file or folder (or use synthetic:SEED)")
-    return load_scene(path, **({} if downscale is None else {"downscale": downscale}))
-
-
-def _resize(scene: Scene, width: int | None, height: int | None) -> Scene:
-    """The scene resized to width x height (a missing one follows the aspect ratio)."""
-    if width is None and height is None:
-        return scene
-    if width is None:
-        width = max(1, round(scene.width * height / scene.height))
-    if height is None:
-        height = max(1, round(scene.height * width / scene.width))
-    return scene.resized(int(width), int(height))
-
-
 def run(cmd: RefineCommand) -> int:
     """Runs the command (see module docstring); returns the exit code (130 after Ctrl-C)."""
     from tqdm import tqdm
@@ -108,7 +79,7 @@ def run(cmd: RefineCommand) -> int:
     metrics_path = out.with_suffix(".json")
     scene = load_scene_spec(cmd.scene, downscale=cmd.downscale,
                             num_views=max(16, cmd.num_context + cmd.num_target))
-    scene = _resize(scene, cmd.width, cmd.height).validate()
+    scene = resize_to(scene, cmd.width, cmd.height).validate()
     split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split_rule, cmd.split_seed)
     if cfg.background is None and cmd.auto_background:
         bg = scene_background(split.context)

@@ -71,10 +71,9 @@ def value_noise(points: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     j = (i + 1) % T
     ix = (i[:, 0] * T * T, j[:, 0] * T * T)  # flat-index strides of the lattice corners
     iy = (i[:, 1] * T, j[:, 1] * T)
-    iz = (i[:, 2], j[:, 2])
+    iz = (i[:, 2], j[:, 2])  # z is interpolated with lerp below
     wx = (1.0 - f[:, 0], f[:, 0])
     wy = (1.0 - f[:, 1], f[:, 1])
-    wz = (1.0 - f[:, 2], f[:, 2])
     out = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
     for dx in (0, 1):
         for dy in (0, 1):
