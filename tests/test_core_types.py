@@ -149,3 +149,22 @@ def test_split_views_is_deterministic_and_disjoint(rule):
     assert torch.equal(a.context.images, scene.images[a.context_indices])
     with pytest.raises(ValueError, match="20 views"):
         split_views(scene, 18, 3, rule=rule)
+
+
+def test_subset_keeps_only_points_of_kept_views():
+    scene = orbit_scene(v=6)
+    scene.points = torch.arange(18.0).reshape(6, 3)
+    scene.point_colors = torch.rand(6, 3)
+    scene.point_views = torch.tensor([0, 0, 2, 3, 5, 5])
+    scene.validate()
+    sub = scene.subset([5, 2]).validate()
+    assert torch.equal(sub.points, scene.points[[2, 4, 5]])
+    assert torch.equal(sub.point_views, torch.tensor([1, 0, 0]))  # renumbered to the subset's order
+    assert torch.equal(sub.point_colors, scene.point_colors[[2, 4, 5]])
+    split = split_views(scene, 4, 2, seed=1)
+    assert set(split.context.point_views.tolist()) <= set(range(4))
+    scene.point_views = torch.tensor([0, 0, 2, 3, 5, 6])
+    with pytest.raises(ValueError, match="point_views"):
+        scene.validate()
+    scene.point_views = None
+    assert scene.subset([1]).points.shape == (6, 3)  # unknown provenance: every point kept

@@ -6,6 +6,9 @@
     depths        [V, H, W] float32 camera z-depth (OpenCV), 0 where unknown, or None
     points        [P, 3] float32 sparse world points, or None
     point_colors  [P, 3] float32 in [0, 1], or None
+    point_views   [P] long: the view each point was observed from, or None (unknown: e.g. SfM points
+                  triangulated from all views). `subset` keeps only the points of the kept views, so
+                  a context/target split never hands target-view geometry to the context set.
     near, far     positive scene depth bounds (float)
 """
 
@@ -32,6 +35,7 @@ class Scene:
     depths: torch.Tensor | None = None
     points: torch.Tensor | None = None
     point_colors: torch.Tensor | None = None
+    point_views: torch.Tensor | None = None
     near: float = 0.1
     far: float = 100.0
 
@@ -68,16 +72,30 @@ class Scene:
             if self.point_colors is not None and self.point_colors.shape != self.points.shape:
                 raise ValueError(f"{n}.point_colors: expected {list(self.points.shape)}, "
                                  f"got {list(self.point_colors.shape)}")
+            pv = self.point_views
+            if pv is not None and (pv.shape != self.points.shape[:1] or pv.dtype != torch.long
+                                   or (pv.numel() and not (0 <= int(pv.min()) and int(pv.max()) < self.num_views))):
+                raise ValueError(f"{n}.point_views: expected [P={self.points.shape[0]}] long view "
+                                 f"indices in [0, {self.num_views}), got {list(pv.shape)} {pv.dtype}")
         if not (0 < self.near < self.far):
             raise ValueError(f"{n}: need 0 < near < far, got near={self.near}, far={self.far}")
         return self
 
     def subset(self, indices: Sequence[int] | torch.Tensor) -> "Scene":
-        """The scene restricted to views `indices` (points and bounds are kept)."""
+        """The scene restricted to views `indices` (bounds kept; points kept, or, when
+        `point_views` is known, only the points of those views, renumbered)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        points, colors, views = self.points, self.point_colors, self.point_views
+        if views is not None and points is not None:
+            new_index = torch.full((self.num_views,), -1, dtype=torch.long)
+            new_index[idx] = torch.arange(len(idx))
+            keep = new_index[views] >= 0  # [P]
+            points, views = points[keep], new_index[views[keep]]
+            colors = None if colors is None else colors[keep]
         return replace(self, images=self.images[idx], cameras=self.cameras.index(idx),
-                       masks=pick(self.masks), depths=pick(self.depths))
+                       masks=pick(self.masks), depths=pick(self.depths), points=points,
+                       point_colors=colors, point_views=views)
 
     def resized(self, width: int, height: int) -> "Scene":
         """All views resized to width x height (area filter when shrinking); intrinsics follow."""
@@ -114,10 +132,14 @@ class Scene:
         return float(1.1 * (c - c.mean(0)).norm(dim=-1).max().clamp(min=1e-6))
 
     def to(self, *args, **kwargs) -> "Scene":
+        """The scene with every float tensor moved/cast by `Tensor.to(*args, **kwargs)`; point_views
+        (long indices) only follow the device."""
         mv = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
-        return replace(self, images=mv(self.images), cameras=self.cameras.to(*args, **kwargs),
+        images = mv(self.images)
+        views = None if self.point_views is None else self.point_views.to(images.device)
+        return replace(self, images=images, cameras=self.cameras.to(*args, **kwargs),
                        masks=mv(self.masks), depths=mv(self.depths), points=mv(self.points),
-                       point_colors=mv(self.point_colors))
+                       point_colors=mv(self.point_colors), point_views=views)
 
 
 @dataclass

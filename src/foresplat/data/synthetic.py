@@ -14,7 +14,8 @@ ray-traced with Lambertian shading and hard or soft shadows (foresplat.data.synt
                 positive everywhere (the sky dome is geometry too)
         masks   [V, H, W] 1 where the pixel-centre ray hits a primitive (foreground), else 0
         points  [V * points_per_view, 3] back-projected from random depth pixels of each view,
-                point_colors [P, 3] their pixel colours
+                point_colors [P, 3] their pixel colours, point_views [P] the view each came from
+                (so a context/target split keeps only the context views' points)
         near, far   0.9 x min depth, 1.05 x max depth
         name    f"synthetic-{seed}"
     synthetic_scenes(start_seed, count, config) -> iterator of scenes start_seed, start_seed + 1, ...
@@ -93,7 +94,7 @@ def render_layout(layout: SceneLayout, config: SyntheticConfig, name: str | None
     images = centre.rgb.view(V, H, W, 3)
     if config.supersample > 1:
         images = _antialias(layout, config, images, centre.surface.view(V, H, W))
-    points = colors = None
+    points = colors = point_views = None
     if config.points_per_view > 0:
         g = torch.Generator().manual_seed(layout.seed if point_seed is None else int(point_seed))
         idx = torch.randint(0, H * W, (V, config.points_per_view), generator=g)  # [V, Pv]
@@ -105,11 +106,13 @@ def render_layout(layout: SceneLayout, config: SyntheticConfig, name: str | None
         t = pick(depths.unsqueeze(-1))  # [V, Pv, 1]
         points = (pick(o) + t * pick(d)).reshape(-1, 3)  # [P, 3]
         colors = pick(images).reshape(-1, 3)
+        point_views = torch.arange(V).repeat_interleave(config.points_per_view)  # [P]
     near = 0.9 * float(depths.min())
     far = 1.05 * float(depths.max())
     cams = Cameras(layout.viewmats.clone(), layout.Ks.clone(), W, H)
     return Scene(images=images.contiguous(), cameras=cams, name=name or f"synthetic-{layout.seed}",
                  masks=masks, depths=depths.contiguous(), points=points, point_colors=colors,
+                 point_views=point_views,
                  near=near, far=far)
 
 
