@@ -161,8 +161,8 @@ def test_claims_verdict_from_numbers():
     rep.methods.append("random")
     for s in rep.scenes[:2]:
         pts = s.method("points")
-        s.methods.append(MethodResult("random", s.scene, steps={k: Quality(q.psnr - 3, q.ssim) for k, q in pts.steps.items()},
-                                      budgets=pts.budgets))
+        steps = {k: Quality(q.psnr - 3, q.ssim) for k, q in pts.steps.items()}
+        s.methods.append(MethodResult("random", s.scene, steps=steps, budgets=pts.budgets))
     claims = check_claims(rep, min_gain=0.5, max_fraction=0.25)
     # metagrad: final gain +1.0 dB (pass); reaches vanilla's final at 18/40 = 0.45 > 0.25 (fail)
     assert claims[0].holds is True and "+1.00 dB" in claims[0].evidence

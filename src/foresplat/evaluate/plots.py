@@ -72,7 +72,7 @@ def plot_psnr_vs_seconds(report: EvalReport, path: str | Path) -> Path | None:
             hollow = [(x, y) for x, y, (_, row) in zip(xs, ys, pts) if (row.get("exhausted") or 0) > 0]
             if hollow:  # the run ended inside the budget on some scene: the final state is shown
                 ax.plot(*zip(*hollow), linestyle="none", marker="o", markersize=9, markerfacecolor="white",
-                        markeredgecolor=line.get_color(), label=None if labelled else "run ended before budget")
+                        color=line.get_color(), label=None if labelled else "run ended before budget")
                 labelled = True
         ax.set_xscale("log")
         scale = f" (budgets x {report.time_scale:g})" if report.time_scale != 1 else ""

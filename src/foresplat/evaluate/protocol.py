@@ -59,11 +59,13 @@ class EvalConfig:
     split_seed: int = 0
     """Seed of the random split rule."""
     image_size: int | None = None
-    """Longest image side after resizing (None: as loaded). Sides are then cropped to a multiple of the predictors' divisor."""
+    """Longest image side after resizing (None: as loaded); sides are then cropped to a multiple of the
+    predictors' divisor."""
     baselines: tuple[str, ...] = BASELINES
     """Non-learned initialisations evaluated alongside the checkpoints: points (sparse points, 3DGS init), random."""
     random_count: int | None = None
-    """Gaussians of the random baseline (None: as many as the first checkpoint predicts, else the sparse points, else 10000)."""
+    """Gaussians of the random baseline (None: as many as the first checkpoint predicts, else as many as
+    the sparse points, else 10000)."""
     refine: RefineConfig = field(default_factory=RefineConfig)
     """The refiner (its `steps` is replaced by max(steps); the same settings for every method)."""
     lpips_weights: Path | None = None
@@ -321,7 +323,8 @@ def evaluate_scene(scene: Scene, methods: Sequence[MethodSpec], config: EvalConf
                 path = out_dir / "ply" / _safe(scene.name) / f"{_safe(method.name)}.ply"
                 write_ply(path, run.gaussians.detach().to("cpu"))
                 mr.ply = str(path)
-            columns += [(f"{method.name} 0", renders[min(renders)]), (f"{method.name} {max_steps}", renders[max(renders)])]
+            columns += [(f"{method.name} 0", renders[min(renders)]),
+                        (f"{method.name} {max_steps}", renders[max(renders)])]
         except Exception as exc:  # reported per method; the other methods still run
             mr.error = _error(exc)
             mr.steps, mr.budgets = {}, []
@@ -397,7 +400,8 @@ def evaluate(sources: Iterable[SceneSource], methods: Sequence[MethodSpec], conf
     report = EvalReport(methods=names, steps=[int(k) for k in config.steps], budgets=[float(b) for b in config.budgets],
                         time_scale=float(config.time_scale), reference=reference, lpips_note=lpips_note,
                         notes=list(title_notes), config=cfg_dict)
-    atomic_write_json(out / "eval_config.json", {"config": cfg_dict, "methods": [json_safe(_method_dict(m)) for m in methods]})
+    atomic_write_json(out / "eval_config.json",
+                      {"config": cfg_dict, "methods": [json_safe(_method_dict(m)) for m in methods]})
     sources = list(sources)
     bar = tqdm(total=len(sources) * len(methods), desc="eval", unit="run", disable=not progress, leave=False)
     try:

@@ -75,7 +75,8 @@ def _mean_section(report: EvalReport, curves: dict[str, MeanCurves], derived: li
         for d in derived:
             reach = "never" if d.steps_to_reference_final is None else f"{d.steps_to_reference_final:.0f}"
             frac = "-" if d.fraction_of_steps is None else f"{d.fraction_of_steps:.2f}"
-            rows.append([d.method, reach, frac, f"{d.final_gain:+.2f}", f"{d.peak_gain:+.2f} (step {d.peak_gain_step})"])
+            rows.append([d.method, reach, frac, f"{d.final_gain:+.2f}",
+                         f"{d.peak_gain:+.2f} (step {d.peak_gain_step})"])
         out += _md_table(["method", f"steps to reach {ref.reference}'s final PSNR", f"fraction of {steps[-1]}",
                           "final gain (dB)", "peak gain (dB)"], rows) + [""]
     return out
