@@ -106,6 +106,17 @@ def memory_case(rule: str, k: int, args) -> dict[str, float]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+
+def print_memory_table(title: str, rule: str, ks: list[int], args) -> None:
+    """Prints a Markdown table of the peak RSS delta of one `rule` outer iteration for each K in `ks`."""
+    print(f"\n## {title}")
+    print("| K | peak RSS delta (MiB) | ratio to first | wall (s) |\n|---|---|---|---|")
+    first = None
+    for k in ks:
+        r = memory_case(rule, k, args)
+        first = first or max(r["peak_mib"], 1e-9)
+        print(f"| {k} | {r['peak_mib']:.1f} | {r['peak_mib'] / first:.2f} | {r['wall']:.2f} |", flush=True)
+
 def plain_steps_time(split, g0: Gaussians, refine: RefineConfig, k: int, seed: int = 0) -> float:
     """Seconds for K plain refinement steps (in place, no graph), as `refine` runs them."""
     refiner = Refiner(refine, split.context)
@@ -136,21 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# metagrad benchmark: backend={args.backend}, {args.size}x{args.size} px, "
           f"{args.points} Gaussians, 12 context + 4 target views; torch threads={torch.get_num_threads()}")
-    print("\n## 1. metagrad: peak memory of one outer iteration vs K (flat expected)")
-    print("| K | peak RSS delta (MiB) | ratio to first | wall (s) |\n|---|---|---|---|")
-    first = None
-    for k in args.mem_ks:
-        r = memory_case("metagrad", k, args)
-        first = first or max(r["peak_mib"], 1e-9)
-        print(f"| {k} | {r['peak_mib']:.1f} | {r['peak_mib'] / first:.2f} | {r['wall']:.2f} |", flush=True)
-
-    print("\n## 2. unrolled: peak memory vs K (24x24 px, 150 Gaussians, reference, float64; grows with K)")
-    print("| K | peak RSS delta (MiB) | ratio to first | wall (s) |\n|---|---|---|---|")
-    first = None
-    for k in args.unrolled_ks:
-        r = memory_case("unrolled", k, args)
-        first = first or max(r["peak_mib"], 1e-9)
-        print(f"| {k} | {r['peak_mib']:.1f} | {r['peak_mib'] / first:.2f} | {r['wall']:.2f} |", flush=True)
+    print_memory_table("1. metagrad: peak memory of one outer iteration vs K (flat expected)",
+                       "metagrad", args.mem_ks, args)
+    print_memory_table("2. unrolled: peak memory vs K (24x24 px, 150 Gaussians, reference, float64; grows with K)",
+                       "unrolled", args.unrolled_ks, args)
 
     print("\n## 3. metagrad outer iteration time / K plain refinement steps (target <= 1.2)")
     print("| K | anchors | plain K steps (s) | metagrad (s) | ratio | ratio w/o zero-step log | "
