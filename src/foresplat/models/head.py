@@ -101,13 +101,23 @@ class GaussianHead(nn.Module):
                 Ks: torch.Tensor, near: torch.Tensor, far: torch.Tensor) -> Gaussians:
         """feats at h x w; images [B,V,H,W,3]; viewmats, Ks [B,V,...] (full resolution); near, far [B]
         -> Gaussians with means [B, V*h*w, 3] (view-major, then row-major pixels)."""
-        c = self.config
+        return self.decode(self.raw(feats, images, near, far), feats, images, viewmats, Ks)
+
+    def _colour(self, feats: BackboneOutput, images: torch.Tensor) -> torch.Tensor:
+        """The views' colours at the prediction resolution [B*V, 3, h, w] (area-averaged)."""
         B, V, H, W, _ = images.shape
         h, w = feats.depth.shape[-2:]
+        rgb = images.reshape(B * V, H, W, 3).permute(0, 3, 1, 2).to(feats.features.dtype)  # [BV, 3, H, W]
+        return F.interpolate(rgb, size=(h, w), mode="area") if (h, w) != (H, W) else rgb
+
+    def raw(self, feats: BackboneOutput, images: torch.Tensor, near: torch.Tensor,
+            far: torch.Tensor) -> torch.Tensor:
+        """The conv net: feats at h x w, images [B,V,H,W,3], near, far [B] -> raw channels
+        [B, V, h*w, num_out] = (offset 3, log-scale 3, quat 4, opacity 1, sh 3K) per pixel."""
+        B, V = images.shape[:2]
+        h, w = feats.depth.shape[-2:]
         dtype = feats.features.dtype
-        rgb = images.reshape(B * V, H, W, 3).permute(0, 3, 1, 2).to(dtype)  # [BV, 3, H, W]
-        if (h, w) != (H, W):
-            rgb = F.interpolate(rgb, size=(h, w), mode="area")  # [BV, 3, h, w]
+        rgb = self._colour(feats, images)  # [BV, 3, h, w]
         depth = feats.depth.reshape(B * V, 1, h, w)  # [BV, 1, h, w]
         lo = (1.0 / far).to(dtype).repeat_interleave(V)[:, None, None, None]
         hi = (1.0 / near).to(dtype).repeat_interleave(V)[:, None, None, None]
@@ -115,7 +125,18 @@ class GaussianHead(nn.Module):
         x = torch.cat([feats.features.reshape(B * V, -1, h, w), (rgb - 0.45) / 0.25, disp,
                        feats.confidence.reshape(B * V, 1, h, w)], dim=1)
         raw = self.out(self.body(x))  # [BV, num_out, h, w]
-        raw = raw.reshape(B, V, self.num_out, h * w).transpose(-1, -2)  # [B, V, hw, num_out]
+        return raw.reshape(B, V, self.num_out, h * w).transpose(-1, -2)  # [B, V, hw, num_out]
+
+    def decode(self, raw: torch.Tensor, feats: BackboneOutput, images: torch.Tensor, viewmats: torch.Tensor,
+               Ks: torch.Tensor) -> Gaussians:
+        """The geometry (module docstring): raw [B, V, h*w, num_out] from `raw`, feats (depth) at h x w,
+        images [B,V,H,W,3], viewmats, Ks [B,V,...] -> Gaussians [B, V*h*w]."""
+        c = self.config
+        B, V, H, W, _ = images.shape
+        h, w = feats.depth.shape[-2:]
+        dtype = feats.features.dtype
+        rgb = self._colour(feats, images)  # [BV, 3, h, w]
+        depth = feats.depth.reshape(B * V, 1, h, w)  # [BV, 1, h, w]
         off, dls, q, op, shr = raw.split([3, 3, 4, 1, 3 * c.num_sh], dim=-1)
 
         K = scale_intrinsics(Ks.to(dtype), w / W, h / H)  # [B, V, 3, 3] at prediction resolution
