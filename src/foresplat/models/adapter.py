@@ -1,0 +1,207 @@
+"""One interface for every feed-forward model: frozen `encode` -> trainable `head` -> `decode` -> Gaussians.
+
+    adapter = load_adapter("edge", "runs/demo/model")          # or "anysplat", "<dir with weights>"
+    f = adapter.encode(images, viewmats, Ks, near, far)        # frozen backbone, no autograd graph
+    g = adapter.decode(adapter.run_head(f), f)                 # Gaussians [B, N], raw parameters
+    g = adapter(images, viewmats, Ks, near, far)               # the same in one call (a Predictor's signature)
+
+images [B,V,H,W,3] in [0,1]; viewmats [B,V,4,4] OpenCV world-to-camera and Ks [B,V,3,3] in pixels
+(None for pose-free models, which then predict in their own frame); near/far [B]. Only `head`'s
+parameters are trainable: `encode` runs without gradients, so the training rules (foresplat.meta),
+which only see Gaussians, fine-tune the head alone. `encode`'s output may be cached per scene.
+Adapters whose model predicts cameras align them to the given ones with a similarity fit
+(foresplat.models.adapters.similarity) and keep the fit's residuals in `last_alignment`.
+
+Adapters are registered by name (`register_adapter`); their modules, and the optional packages they
+need, are imported only when one is loaded. Weights come only from local paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from foresplat._checks import check_tensor
+from foresplat.data.scene import Scene
+from foresplat.gaussians import Gaussians
+
+
+class MissingExtraError(ImportError):
+    """An adapter's optional package is not installed (the message names it and the pip extra)."""
+
+
+def require(module: str, package: str, extra: str) -> Any:
+    """Imports `module` or raises MissingExtraError naming `package` and `pip install 'foresplat[extra]'`."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise MissingExtraError(f"this model needs the package {package} (module {e.name!r} is missing): "
+                                f"pip install 'foresplat[{extra}]'") from e
+
+
+def check_views(images: torch.Tensor, viewmats: torch.Tensor | None, Ks: torch.Tensor | None,
+                near: torch.Tensor | None, far: torch.Tensor | None, divisor: int, needs_cameras: bool) -> None:
+    """Raises ValueError naming the tensor when the inputs do not have the documented shapes / ranges."""
+    check_tensor("images", images, (None, None, None, None, 3), min_dims=5)
+    if images.dim() != 5:
+        raise ValueError(f"images: expected [B, V, H, W, 3], got {list(images.shape)}")
+    B, V, H, W, _ = images.shape
+    if (viewmats is None) != (Ks is None):
+        raise ValueError("viewmats/Ks: give both or neither")
+    if viewmats is None and needs_cameras:
+        raise ValueError("viewmats/Ks: this model needs the cameras of the views")
+    if viewmats is not None:
+        check_tensor("viewmats", viewmats, (B, V, 4, 4))
+        check_tensor("Ks", Ks, (B, V, 3, 3))
+        if viewmats.dim() != 4 or Ks.dim() != 4:
+            raise ValueError(f"viewmats/Ks: expected [B,V,4,4] / [B,V,3,3] with B={B}, V={V}, "
+                             f"got {list(viewmats.shape)}, {list(Ks.shape)}")
+    if (near is None) != (far is None):
+        raise ValueError("near/far: give both or neither")
+    if near is not None:
+        check_tensor("near", near, (B,))
+        check_tensor("far", far, (B,))
+        if near.dim() != 1 or far.dim() != 1:
+            raise ValueError(f"near/far: expected [B] with B={B}, got {list(near.shape)}, {list(far.shape)}")
+        if bool((near <= 0).any()) or bool((far <= near).any()):
+            raise ValueError(f"near/far: need 0 < near < far, got near={near.tolist()}, far={far.tolist()}")
+    if H % divisor or W % divisor:
+        raise ValueError(f"images: height and width must be multiples of {divisor} for this model, "
+                         f"got {H}x{W} (resize or crop the views)")
+    lo, hi = float(images.detach().min()), float(images.detach().max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"images: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+
+
+class ModelAdapter(nn.Module, ABC):
+    """A feed-forward model as encode (frozen) -> head (trainable) -> decode (module docstring).
+
+    Subclasses set `head` (every trainable parameter lives there), `name`, `needs_cameras`, and
+    implement `divisor`, `encode`, `run_head` and `decode`."""
+
+    name: ClassVar[str] = ""
+    needs_cameras: ClassVar[bool] = True
+    """False for models that predict the cameras of their input views (pose-free)."""
+
+    head: nn.Module
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_alignment: Any = None
+        """The camera fit of the last `forward` (None unless the model predicts cameras)."""
+
+    # ---- the three stages ----------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def divisor(self) -> int:
+        """Input height and width must be multiples of this."""
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor, viewmats: torch.Tensor | None = None, Ks: torch.Tensor | None = None,
+               near: torch.Tensor | None = None, far: torch.Tensor | None = None) -> Any:
+        """The frozen part (runs under no_grad): views (module docstring) -> the model's features."""
+
+    @abstractmethod
+    def run_head(self, features: Any) -> torch.Tensor:
+        """The trainable head on `encode`'s features -> its raw output channels."""
+
+    @abstractmethod
+    def decode(self, head_out: torch.Tensor, features: Any) -> Gaussians:
+        """Raw head channels + features -> Gaussians [B, N] in foresplat's raw parameterisation."""
+
+    def forward(self, images: torch.Tensor, viewmats: torch.Tensor | None = None, Ks: torch.Tensor | None = None,
+                near: torch.Tensor | None = None, far: torch.Tensor | None = None) -> Gaussians:
+        """encode -> run_head -> decode: views [B,V,H,W,3] (+ cameras) -> Gaussians [B, N]."""
+        check_views(images, viewmats, Ks, near, far, self.divisor, self.needs_cameras)
+        with torch.no_grad():
+            features = self.encode(images, viewmats, Ks, near, far)
+        self.last_alignment = getattr(features, "alignment", None)
+        return self.decode(self.run_head(features), features)
+
+    @torch.no_grad()
+    def predict(self, scene: Scene, use_cameras: bool = True) -> Gaussians:
+        """Unbatched prediction from every view of `scene` (sized to multiples of `divisor`) -> Gaussians [N].
+
+        With use_cameras=False a pose-free model gets the images alone (Gaussians in its own frame)."""
+        scene.validate()
+        p = next(self.head.parameters())
+        s = scene.to(device=p.device, dtype=torch.float32)
+        t = lambda x: torch.tensor([float(x)], device=p.device)  # noqa: E731
+        cams = (s.cameras.viewmats[None], s.cameras.Ks[None]) if use_cameras or self.needs_cameras else (None, None)
+        return self(s.images[None], *cams, t(scene.near), t(scene.far))[0]
+
+    # ---- parameters ----------------------------------------------------------------------------
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """The trainable parameters (those of `head`)."""
+        return self.head.parameters()
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter outside `head` (frozen)."""
+        ids = {id(p) for p in self.head.parameters()}
+        return (p for p in self.parameters() if id(p) not in ids)
+
+    def freeze_backbone(self) -> "ModelAdapter":
+        """Marks every parameter outside `head` as not requiring a gradient (called by subclasses)."""
+        for p in self.backbone_parameters():
+            p.requires_grad_(False)
+        return self
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those that require a gradient)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+# ---- registry ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A registered model: `loader` is "module:function", function(weights: Path) -> ModelAdapter."""
+
+    name: str
+    loader: str
+    extra: str | None
+    """pip extra of foresplat holding its optional packages (None: no extra needed)."""
+    weights: str
+    """What --weights must point at (one line, shown in errors and --help)."""
+
+
+_ADAPTERS: dict[str, AdapterSpec] = {}
+
+
+def register_adapter(spec: AdapterSpec) -> AdapterSpec:
+    """Adds (or replaces) a named adapter."""
+    _ADAPTERS[spec.name] = spec
+    return spec
+
+
+def registered_adapters() -> dict[str, AdapterSpec]:
+    """name -> AdapterSpec of every registered adapter (nothing is imported)."""
+    return dict(_ADAPTERS)
+
+
+def load_adapter(name: str, weights: str | os.PathLike) -> ModelAdapter:
+    """The named adapter with its weights from a local path (strict; nothing is downloaded).
+
+    Raises ValueError for an unknown name or mismatched weights, FileNotFoundError for a missing
+    path, MissingExtraError when the model's optional package is not installed."""
+    if name not in _ADAPTERS:
+        raise ValueError(f"--model: unknown model {name!r}; available: {sorted(_ADAPTERS)}")
+    spec = _ADAPTERS[name]
+    path = Path(weights)
+    if not path.exists() and not Path(f"{path}.safetensors").exists():
+        raise FileNotFoundError(f"--weights: {path} does not exist (model {name!r} expects {spec.weights})")
+    module, fn = spec.loader.split(":")
+    loader: Callable[[Path], ModelAdapter] = getattr(importlib.import_module(module), fn)
+    return loader(path)
+
+
+register_adapter(AdapterSpec("edge", "foresplat.models.adapters.edge:load", None,
+                             "a foresplat predictor checkpoint (stem, .json or .safetensors)"))
+register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:load", "anysplat",
+                             "a folder with model.safetensors (+ config.json), or a .safetensors file"))
