@@ -336,7 +336,7 @@ def test_dtu_calibrated_cameras_agree_with_colmap(shared_data):
 
 def test_lego_cameras_look_at_the_origin(shared_data):
     root = shared_data / "nerf_synthetic_lego"
-    s = load_scene(root)
+    s = load_scene(root, split="train")
     assert s.images.shape == (100, 400, 400, 3)
     angle_x = 0.6911112070083618  # transforms_train.json
     assert float(s.cameras.Ks[0, 0, 0]) == pytest.approx(0.5 * 400 / math.tan(0.5 * angle_x), rel=1e-6)
@@ -344,10 +344,11 @@ def test_lego_cameras_look_at_the_origin(shared_data):
     radius = s.cameras.centers().norm(dim=-1)
     assert dist.max() < 0.01 * float(radius.min()), dist.max()
     assert float(s.masks.min()) == 0.0 and float(s.masks.max()) == 1.0
-    black = load_scene(root, background=(0.0, 0.0, 0.0), max_views=3)
+    black = load_scene(root, split="train", background=(0.0, 0.0, 0.0), max_views=3)
     empty = s.masks[[0, 50, 99]] == 0
     assert bool((s.images[[0, 50, 99]][empty] == 1.0).all()) and bool((black.images[empty] == 0.0).all())
     assert load_scene(root, split="test").num_views == 25
+    assert load_scene(root, max_views=200, points=False).num_views == 125  # default: every split
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -9,7 +9,15 @@ Formats (name: what `detect_format` looks for, first match wins):
     gtasfm       *.hdf5 sequences, or poses.txt + intrinsics.txt + color/ (GTA-SfM)
     idr          cameras_sphere.npz / cameras.npz / cameras_large.npz (IDR, NeuS, DTU)
     colmap       images.bin/txt in sparse/0, sparse, ., colmap/sparse/0 or distorted/sparse/0
-    llff         poses_bounds.npy
+    llff         poses_bounds.npy (or poses_bounds_present.npy)
+    strecha      <image>.camera files in gt_dense_cameras/, cameras/, *_cameras/ or the folder (EPFL
+                 / Strecha benchmark: K, R camera-to-world, camera centre, image size)
+    middlebury   <name>_par.txt (Middlebury MVS: K, R, t per image, x = K [R | t] X)
+Shared conventions (common.py): images may ship only downscaled, as images_N/ (or a folder named by
+downscale.json), with pixel intrinsics written for the full size: loaders read the largest images
+present and scale the intrinsics to the size read (`image_folders`). A derived subset pose file
+`<stem>_present<suffix>` beside the original (poses_bounds_present.npy, transforms_present.json,
+<name>_par_present.txt) lists exactly the frames whose images are there and is preferred.
 Every loader returns a validated Scene in foresplat's convention (OpenCV world-to-camera, pixel
 K with centres at +0.5, images float32 [V, H, W, 3] in [0, 1]); the per-format conversions live
 in `conventions.py`. Options: `LoadOptions` (downscale, images_dir, max_views, background, ...).
@@ -28,6 +36,8 @@ from foresplat.data.loaders.gtasfm import load_gtasfm
 from foresplat.data.loaders.idr import CAMERA_FILES as IDR_CAMERA_FILES
 from foresplat.data.loaders.idr import load_idr
 from foresplat.data.loaders.llff import load_llff
+from foresplat.data.loaders.middlebury import PAR_SUFFIX, find_par_files, load_middlebury
+from foresplat.data.loaders.strecha import CAMERA_SUFFIX, find_camera_dir, load_strecha
 from foresplat.data.loaders.tartanair import load_tartanair
 from foresplat.data.loaders.transforms import load_transforms
 from foresplat.data.scene import Scene
@@ -41,6 +51,8 @@ LOADERS: dict[str, Callable[[Path, LoadOptions], Scene]] = {
     "idr": load_idr,
     "colmap": load_colmap,
     "llff": load_llff,
+    "strecha": load_strecha,
+    "middlebury": load_middlebury,
 }
 FORMATS = tuple(LOADERS)
 
@@ -57,8 +69,12 @@ def _detect_file(p: Path) -> str | None:
         return "gtasfm"
     if name in IDR_CAMERA_FILES:
         return "idr"
-    if name == "poses_bounds.npy":
+    if name in ("poses_bounds.npy", "poses_bounds_present.npy"):
         return "llff"
+    if name.endswith(PAR_SUFFIX) or name.endswith("_par_present.txt"):
+        return "middlebury"
+    if name.endswith(CAMERA_SUFFIX):
+        return "strecha"
     return None
 
 
@@ -74,7 +90,7 @@ def detect_format(path: str | Path) -> str:
         fmt = _detect_file(p)
         if fmt is None:
             raise DataFormatError(f"{p}: not a known scene file (transforms*.json, frame_annotations.jgz, "
-                                  f"*.hdf5, {', '.join(IDR_CAMERA_FILES)}, poses_bounds.npy)")
+                                  f"*.hdf5, {', '.join(IDR_CAMERA_FILES)}, poses_bounds.npy, *_par.txt, *.camera)")
         return fmt
     if (p / "transforms.json").is_file() or any(p.glob("transforms_*.json")):
         return "transforms"
@@ -90,12 +106,17 @@ def detect_format(path: str | Path) -> str:
         return "idr"
     if find_colmap_model(p) is not None:
         return "colmap"
-    if (p / "poses_bounds.npy").is_file():
+    if (p / "poses_bounds.npy").is_file() or (p / "poses_bounds_present.npy").is_file():
         return "llff"
+    if find_par_files(p):
+        return "middlebury"
+    if find_camera_dir(p) is not None:
+        return "strecha"
     raise DataFormatError(
         f"{p}: cannot tell the scene format: found none of transforms.json / transforms_<split>.json, "
         f"frame_annotations.jgz, pose_left.txt, cams/*_cam.txt, *.hdf5 or poses.txt+intrinsics.txt, "
-        f"{' / '.join(IDR_CAMERA_FILES)}, a COLMAP model (sparse/0/images.bin), poses_bounds.npy")
+        f"{' / '.join(IDR_CAMERA_FILES)}, a COLMAP model (sparse/0/images.bin), poses_bounds.npy, "
+        f"<name>_par.txt (Middlebury), <image>.camera files (Strecha)")
 
 
 def load_scene(path: str | Path, format: str = "auto", *, options: LoadOptions | None = None,

@@ -48,9 +48,10 @@ class LoadOptions:
     """Keep at most this many views, evenly spaced over the sorted sequence (chosen before reading)."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """RGB in [0, 1] that images with an alpha channel are composited onto (and undistortion fills)."""
-    split: str = "train"
-    """transforms: which transforms_<split>.json when there is no transforms.json ("all" = every
-    split); nerfstudio "frames" (train), "test_frames" (test) or both (all)."""
+    split: str = "all"
+    """transforms: which transforms_<split>.json when there is no transforms.json ("all", the
+    default: every split, frames listed twice (e.g. val = test) read once); nerfstudio "frames"
+    (train), "test_frames" (test) or both (all)."""
     sequence: str | None = None
     """CO3D sequence name, TartanAir trajectory folder or GTA-SfM .hdf5 name, when the path holds several."""
     undistort: bool = True
@@ -71,6 +72,9 @@ class LoadOptions:
     """Threads decoding images (PIL releases the GIL while decoding)."""
     progress: bool = False
     """Show a tqdm progress bar while reading images."""
+    allow_outside_paths: bool = False
+    """transforms: read `file_path` / `mask_path` / `ply_file_path` entries that are absolute or
+    leave the scene folder with '..' (refused by default: a scene file must not read arbitrary files)."""
 
     def validate(self) -> "LoadOptions":
         """Checks value ranges; raises ValueError naming the option."""
@@ -155,44 +159,136 @@ def list_images(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+DOWNSCALE_JSON = "downscale.json"
+
+
+def read_downscale_json(root: Path) -> tuple[Path, int] | None:
+    """(image folder, factor N) named by `root`/downscale.json ({"factor": N, "image_dir": "images_N"},
+    written next to scenes whose images were downscaled after the poses: pixel intrinsics in the pose
+    files are at N times the stored size), or None when there is no such file. A malformed file
+    raises DataFormatError naming it."""
+    f = root / DOWNSCALE_JSON
+    if not f.is_file():
+        return None
+    import json
+
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+        factor, image_dir = meta["factor"], meta["image_dir"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise DataFormatError(f"{f}: expected a JSON object with 'factor' (int >= 1) and 'image_dir' "
+                              f"({type(e).__name__}: {e})") from None
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1 or not isinstance(image_dir, str):
+        raise DataFormatError(f"{f}: 'factor' must be an integer >= 1 and 'image_dir' a folder name, "
+                              f"got factor={factor!r}, image_dir={image_dir!r}")
+    folder = root / image_dir
+    if Path(image_dir).is_absolute() or ".." in Path(image_dir).parts:
+        raise DataFormatError(f"{f}: image_dir {image_dir!r} must be a folder inside the scene")
+    return folder, factor
+
+
+def image_folders(root: Path, bases: Sequence[str] = ("images",)) -> dict[int, Path]:
+    """The image folders under `root` by downscale factor: `base` (N = 1) and the pre-downscaled
+    `base_N` (N; the LLFF / nerfstudio / 3DGS convention) for each name in `bases` (the first
+    base wins per factor), and the folder named by downscale.json with its factor. Pixel intrinsics
+    written for the full-resolution images are divided by N for folder N. The one mechanism every
+    loader uses (through `find_image_folder`, or directly for per-frame paths like transforms.json)."""
+    avail: dict[int, Path] = {}
+    if not root.is_dir():
+        return avail
+    entries = sorted(p for p in root.iterdir() if p.is_dir())
+    for base in bases:
+        if (root / base).is_dir():
+            avail.setdefault(1, root / base)
+        for p in entries:
+            m = re.fullmatch(rf"{re.escape(base)}_(\d+)", p.name)
+            if m and int(m.group(1)) >= 1:
+                avail.setdefault(int(m.group(1)), p)
+    named = read_downscale_json(root)
+    if named is not None and named[0].is_dir():
+        folder, factor = named
+        stale = [n for n, p in avail.items() if p == folder and n != factor]
+        for n in stale:  # downscale.json knows the folder's factor better than its name
+            del avail[n]
+        avail.setdefault(factor, folder)
+    return avail
+
+
+def folder_factor(root: Path, folder: Path) -> int:
+    """Downscale factor of an image folder: downscale.json's when it names this folder, else a
+    trailing _N in the folder name, else 1."""
+    named = read_downscale_json(root) if root.is_dir() else None
+    if named is not None and named[0] == folder:
+        return named[1]
+    m = re.search(r"_(\d+)$", folder.name)
+    return int(m.group(1)) if m and int(m.group(1)) >= 1 else 1
+
+
+def choose_factor(avail: Sequence[int], downscale: int | None, where: Path) -> int:
+    """The folder factor to read for a requested downscale: the largest N <= downscale, or with
+    downscale None the smallest N available (the largest images). DataFormatError when every
+    folder is downscaled by more than requested."""
+    if not avail:
+        raise FileNotFoundError(f"{where}: no images folder found")
+    want = downscale or min(avail)
+    usable = [f for f in avail if f <= want]
+    if not usable:
+        raise DataFormatError(f"{where}: downscale={want} requested but the images available are "
+                              f"downscaled by more ({', '.join(f'x{f}' for f in sorted(avail))})")
+    return max(usable)
+
+
 def find_image_folder(root: Path, bases: Sequence[str], opts: LoadOptions) -> tuple[Path, int, float]:
     """Chooses the images folder under `root` for the requested downscale.
 
-    Looks for `base` (factor 1) and `base_N` (factor N) for each name in `bases`; with
-    opts.downscale = D picks the largest factor N <= D. Returns (folder, N, D / N): the remaining
-    factor is applied in memory. opts.images_dir overrides the search.
+    Looks for `base` (factor 1), `base_N` (factor N) and downscale.json's folder (`image_folders`);
+    with opts.downscale = D picks the largest factor N <= D, with D None the smallest available
+    (so a scene shipped only as images_N/ loads as it is). Returns (folder, N, D / N): the
+    remaining factor is applied in memory. opts.images_dir overrides the search.
     """
     if opts.images_dir:
         folder = root / opts.images_dir
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: images folder not found (images_dir={opts.images_dir!r})")
-        m = re.search(r"_(\d+)$", folder.name)
-        factor = int(m.group(1)) if m else 1
+        factor = folder_factor(root, folder)
     else:
-        avail: dict[int, Path] = {}
-        for base in bases:
-            if (root / base).is_dir():
-                avail.setdefault(1, root / base)
-            if root.is_dir():
-                for p in sorted(root.iterdir()):
-                    m = re.fullmatch(rf"{re.escape(base)}_(\d+)", p.name)
-                    if m and p.is_dir():
-                        avail.setdefault(int(m.group(1)), p)
+        avail = image_folders(root, bases)
         if not avail:
             names = ", ".join(f"{b}/ or {b}_N/" for b in bases)
             raise FileNotFoundError(f"{root}: no images folder found (looked for {names})")
-        want = opts.downscale or min(avail)
-        usable = [f for f in avail if f <= want]
-        if not usable:
-            have = ", ".join(avail[f].name for f in sorted(avail))
-            raise DataFormatError(f"{root}: downscale={want} requested but the images available are "
-                                  f"downscaled by more ({have})")
-        factor = max(usable)
+        factor = choose_factor(list(avail), opts.downscale, root)
         folder = avail[factor]
     want = opts.downscale or factor
     if want < factor:
         raise DataFormatError(f"{folder}: folder is downscaled by {factor}, cannot serve downscale={want}")
     return folder, factor, want / factor
+
+
+def present_subset(path: Path) -> Path:
+    """`<stem>_present<suffix>` beside a pose file when it exists, else the file itself.
+
+    Scenes whose source lacked some images ship a derived subset pose file (poses_bounds_present.npy,
+    transforms_present.json, <name>_par_present.txt) listing exactly the frames whose images are
+    there, next to the original; loaders prefer it."""
+    sub = path.with_name(f"{path.stem}_present{path.suffix}")
+    return sub if sub.is_file() else path
+
+
+def inside_folder(root: Path, rel: str | Path) -> bool:
+    """Whether a relative path from a scene file stays inside `root` (not absolute, no '..' that
+    climbs out; symlinks are not followed)."""
+    p = Path(str(rel))
+    if p.is_absolute() or str(rel).startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", str(rel)):
+        return False
+    depth = 0
+    for part in re.split(r"[\\/]+", str(rel)):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return True
 
 
 def read_rgb(source: object, label: str, background: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -512,3 +608,61 @@ def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         rgb = np.stack([np.asarray(v[c], dtype=np.float64) for c in ("red", "green", "blue")], -1)
         rgb = np.clip(rgb / (255.0 if integer else 1.0), 0.0, 1.0)
     return xyz, rgb
+
+
+MAX_TEXT_BYTES = 256 << 20
+
+
+def read_text_file(path: Path, what: str = "text file") -> str:
+    """A UTF-8 (or Latin-1) text file, refused when larger than MAX_TEXT_BYTES; errors name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise DataFormatError(f"{path}: {size} bytes is too large for a {what} (at most {MAX_TEXT_BYTES})")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise DataFormatError(f"{path}: not a {what} (binary data)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def parse_floats(tokens: Sequence[str], path: Path, where: str, expected: int, what: str) -> np.ndarray:
+    """`expected` finite numbers from text tokens -> float64 [expected]; otherwise DataFormatError
+    naming the file, the place (`where`, e.g. "line 3") and what was expected (`what`)."""
+    if len(tokens) != expected:
+        raise DataFormatError(f"{path}: {where}: expected {expected} numbers ({what}), got {len(tokens)}")
+    try:
+        vals = np.array([float(t) for t in tokens], dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in tokens if not _is_float(t))
+        raise DataFormatError(f"{path}: {where}: expected {expected} numbers ({what}), got "
+                              f"non-numeric {bad[:40]!r}") from None
+    if not np.isfinite(vals).all():
+        raise DataFormatError(f"{path}: {where}: expected {expected} finite numbers ({what}), got NaN or inf")
+    return vals
+
+
+def _is_float(t: str) -> bool:
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def check_rotation(R: np.ndarray, path: Path, where: str, tol: float = 1e-3) -> None:
+    """DataFormatError unless R [3, 3] is a proper rotation (orthonormal within `tol`, det +1)."""
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    if err > tol or np.linalg.det(R) <= 0:
+        raise DataFormatError(f"{path}: {where}: expected a rotation matrix (orthonormal, det +1), got "
+                              f"|R^T R - I| = {err:.3g}, det = {np.linalg.det(R):.3g}")
+
+
+def check_intrinsics(K: np.ndarray, path: Path, where: str) -> None:
+    """DataFormatError unless K [3, 3] is upper triangular with positive focal lengths and K[2, 2] = 1."""
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or abs(K[2, 2] - 1.0) > 1e-6 or np.abs(K[[1, 2, 2], [0, 0, 1]]).max() > 1e-9:
+        raise DataFormatError(f"{path}: {where}: expected an intrinsic matrix [[fx, s, cx], [0, fy, cy], "
+                              f"[0, 0, 1]] with fx, fy > 0, got {np.round(K, 4).tolist()}")

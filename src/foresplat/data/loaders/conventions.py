@@ -13,6 +13,8 @@ Sources and their conventions:
     COLMAP                    world-to-camera quaternion wxyz + translation (already OpenCV axes)
     IDR / NeuS / DTU          projection P = K [R | t] (pixel centres at integer coordinates)
     MVSNet / BlendedMVS       world-to-camera 4x4 (OpenCV axes), K with integer pixel centres
+    Strecha `.camera`         R camera-to-world (OpenCV axes) + camera centre; x_cam = R^T (X - C)
+    Middlebury `_par.txt`     K, R, t with x = K [R | t] X (world-to-camera, OpenCV axes)
 Each converter has its inverse next to it (used by the tests' fixture writers).
 """
 
@@ -287,3 +289,20 @@ def projection_skew(P: np.ndarray) -> float:
     M = P[:, :3] * (1.0 if np.linalg.det(P[:, :3]) > 0 else -1.0)
     U, _ = rq_decompose(M)
     return float(U[0, 1] / U[0, 0])
+
+
+def strecha_to_viewmat(R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Strecha `.camera` rotation R [3, 3] (camera-to-world, columns = camera axes in world, OpenCV
+    axes) and camera centre C [3] -> OpenCV viewmat [4, 4]: x_cam = R^T (X - C)."""
+    R = np.asarray(R, dtype=np.float64)
+    view = np.eye(4)
+    view[:3, :3] = R.T
+    view[:3, 3] = -R.T @ np.asarray(C, dtype=np.float64)
+    return view
+
+
+def viewmat_to_strecha(viewmat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `strecha_to_viewmat`: OpenCV viewmat [4, 4] -> (R camera-to-world [3, 3], centre C [3])."""
+    v = np.asarray(viewmat, dtype=np.float64)
+    R = v[:3, :3].T
+    return R, -R @ v[:3, 3]

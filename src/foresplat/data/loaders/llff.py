@@ -4,8 +4,10 @@ poses_bounds.npy is an [N, 17] float array: per view a 3x5 matrix [R | t | hwf] 
 to-world, rotation columns (down, right, back), hwf = (height, width, focal) of the FULL resolution
 images) followed by the near and far depth bounds. Views are the sorted image files, in order.
 The principal point is the image centre. Intrinsics are scaled to the size of the images read
-(images_N holds the images downscaled N times). The world frame is COLMAP's, so COLMAP's
-points3D (when present) are the scene's sparse points.
+(images_N holds the images downscaled N times; a scene shipped only as images_N/ loads as it is,
+see `common.image_folders`). The world frame is COLMAP's, so COLMAP's points3D (when present) are
+the scene's sparse points. When poses_bounds_present.npy lies beside poses_bounds.npy (the rows of
+the images actually present, for a scene whose source lacked some), it is read instead.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 from foresplat.data.loaders.colmap_io import find_sparse_points, read_sparse_points
 from foresplat.data.loaders.common import (DataFormatError, FrameSpec, LoadOptions, find_image_folder,
-                                           list_images, load_frames, make_scene, pick_views)
+                                           list_images, load_frames, make_scene, pick_views,
+                                           present_subset)
 from foresplat.data.loaders.conventions import intrinsics, llff_to_viewmat
 from foresplat.data.scene import Scene
 
@@ -44,7 +47,7 @@ def read_poses_bounds(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_llff(path: Path, opts: LoadOptions) -> Scene:
     """Loads an LLFF scene folder (see module docstring) as a Scene."""
     root = path.parent if path.is_file() else path
-    pb = root / "poses_bounds.npy"
+    pb = path if path.is_file() else present_subset(root / "poses_bounds.npy")
     poses, bounds = read_poses_bounds(pb)
     folder, _, scale = find_image_folder(root, ("images",), opts)
     files = list_images(folder)

@@ -12,11 +12,20 @@ File layout (JSON): top-level intrinsics shared by all frames, each overridable 
 The principal point defaults to the image centre. instant-ngp's scale/offset/aabb_scale are hints
 for its own renderer, not part of the poses, and are ignored.
 
-Files: transforms.json, else transforms_<split>.json (NeRF Blender: train/val/test). Image paths
-are relative to the JSON's folder; a missing suffix tries .png then .jpg; ScanNet++'s layout
+Files: transforms.json (or transforms_present.json beside it: the subset of frames whose images
+are present, preferred when there), else transforms_<split>.json (NeRF Blender: train/val/test; by
+default every split, a frame listed in two splits, like val = test, read once). Image paths are
+relative to the JSON's folder; a missing suffix tries .png then .jpg; ScanNet++'s layout
 (dslr/nerfstudio/transforms.json with images in dslr/resized_images, masks in
-dslr/resized_anon_masks) is found too. With downscale N, a sibling folder "<dir>_N" of the image
-folder (nerfstudio's images_N) is used when present, else the images are resized in memory.
+dslr/resized_anon_masks) is found too. A `file_path` that is absolute or climbs out of the JSON's
+folder with '..' is refused unless LoadOptions.allow_outside_paths.
+
+Downscaled images: a frame's image may also lie in a pre-downscaled folder of the JSON's folder,
+`images_N/<file name of file_path>` (nerfstudio's convention, also named by downscale.json; see
+`common.image_folders`), or in a sibling "<dir>_N" of its own folder. With downscale None the
+largest images present are read (so `file_path: images/x.jpg` with only images_8/x.jpg present
+loads images_8); with downscale D the largest factor N <= D, resized in memory by D / N. Pixel
+intrinsics (fl_x, cx, w, h) are at the original size and follow the image size read.
 Frames whose image file is missing are skipped with one warning. RGBA images are composited
 onto LoadOptions.background and their alpha becomes the mask. Per-frame depth files
 (depth_file_path, in dataset-specific units) are not read.
@@ -26,13 +35,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from foresplat.data.loaders.common import (DataFormatError, FrameSpec, LoadOptions, load_frames,
-                                           make_scene, pick_views, read_ply_points, scale_intrinsics,
+from foresplat.data.loaders.common import (DataFormatError, FrameSpec, LoadOptions, folder_factor,
+                                           image_folders, inside_folder, load_frames, make_scene,
+                                           pick_views, present_subset, read_ply_points, scale_intrinsics,
                                            warn_skipped)
 from foresplat.data.loaders.conventions import intrinsics, opengl_c2w_to_viewmat
 from foresplat.data.loaders.distortion import Distortion
@@ -44,14 +56,20 @@ _SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 SPLIT_ORDER = ("train", "val", "test")
 
 
+def _is_split_file(p: Path) -> bool:
+    return p.name.startswith("transforms_") and p.stem != "transforms_present"
+
+
 def find_transforms_files(path: Path, split: str) -> list[Path]:
     """The JSON file(s) to read for `split` (see module docstring)."""
     if path.is_file():
         return [path]
     if (path / "transforms.json").is_file():
-        return [path / "transforms.json"]
-    found = {p.stem[len("transforms_"):]: p for p in sorted(path.glob("transforms_*.json"))}
+        return [present_subset(path / "transforms.json")]
+    found = {p.stem[len("transforms_"):]: p for p in sorted(path.glob("transforms_*.json")) if _is_split_file(p)}
     if not found:
+        if (path / "transforms_present.json").is_file():
+            return [path / "transforms_present.json"]
         raise FileNotFoundError(f"{path}: no transforms.json or transforms_<split>.json")
     if split == "all":
         return [found[s] for s in SPLIT_ORDER if s in found] + \
@@ -165,7 +183,7 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
     per_frame = False
     for jp in files:
         meta = read_json(jp)
-        nerfstudio_splits = not jp.name.startswith("transforms_")  # transforms_<split>.json: one split each
+        nerfstudio_splits = not _is_split_file(jp)  # transforms_<split>.json: one split each
         for i, fr in enumerate(_frames_of(meta, jp, opts.split, single_file=nerfstudio_splits)):
             if not isinstance(fr, dict):
                 raise DataFormatError(f"{jp}: frame {i} is not an object")
@@ -173,10 +191,13 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
             entries.append((jp, meta, fr, i))
     if not entries:
         raise DataFormatError(f"{files[0]}: no frames")
-    want = opts.downscale or 1
+    entries = _drop_repeated(entries)
+    want = opts.downscale
     frames: list[FrameSpec] = []
     skipped: list[str] = []
     variant_scale: float | None = None  # in-memory scale, fixed by the first frame found
+    fixed_factor: int | None = None     # folder factor, fixed by the first frame found
+    finder = _ImageFinder()
     for jp, meta, fr, i in [entries[k] for k in pick_views(len(entries), opts.max_views)]:
         where = f"frame {i}"
         if "file_path" not in fr or "transform_matrix" not in fr:
@@ -190,31 +211,27 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
                                   f"got shape {list(c2w.shape)}")
         K, calib, fn, dist = _camera(fr, meta, jp, where)
         base = jp.parent
-        rel = Path(str(fr["file_path"]))
+        rel = _checked_rel(fr["file_path"], jp, where, "file_path", opts)
         if opts.images_dir:  # explicit folder: a trailing _N in its name is its downscale factor
-            m = re.search(r"_(\d+)$", Path(opts.images_dir).name)
-            factor = int(m.group(1)) if m else 1
-            if (opts.downscale or factor) < factor:
+            factor = folder_factor(base, base / opts.images_dir)
+            if (want or factor) < factor:
                 raise DataFormatError(f"{base / opts.images_dir}: folder is downscaled by {factor}, cannot "
-                                      f"serve downscale={opts.downscale}")
-            img, scale = _resolve(rel.name, [base / opts.images_dir]), (opts.downscale or factor) / factor
+                                      f"serve downscale={want}")
+            img, scale = _resolve(rel.name, [base / opts.images_dir]), (want or factor) / factor
         else:
-            img, factor, scale = None, 1, float(want)
-            if want > 1 and rel.parent.name not in ("", ".") and variant_scale in (None, 1.0):
-                img = _resolve(rel.name, [base / rel.parent.with_name(f"{rel.parent.name}_{want}")])
-                factor, scale = want, 1.0
-            if img is None and variant_scale in (None, float(want)):
-                img, factor, scale = _resolve(str(rel), [base, base.parent / "resized_images"]), 1, float(want)
+            img, factor = finder.find(base, rel, want, fixed_factor)
+            scale = (want or factor) / factor
         if img is not None and fn is not None and factor > 1:
             # intrinsics without w, h refer to the full-resolution image: evaluate there, then scale
             fn = (lambda W, H, fn=fn, f=factor: scale_intrinsics(fn(W * f, H * f), 1.0 / f, 1.0 / f))
         if img is None:
             skipped.append(str(base / rel))
             continue
+        fixed_factor = factor
         variant_scale = scale
         mask = None
         if opts.masks and fr.get("mask_path"):
-            mrel = str(fr["mask_path"])
+            mrel = str(_checked_rel(fr["mask_path"], jp, where, "mask_path", opts))
             mask = _resolve(mrel, [base, base.parent / "resized_anon_masks"])
             if mask is None:
                 raise FileNotFoundError(f"{base / mrel}: mask file not found ({jp}: {where})")
@@ -228,7 +245,7 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
     points = colors = None
     ply = entries[0][1].get("ply_file_path")
     if opts.points and ply:
-        pp = files[0].parent / str(ply)
+        pp = files[0].parent / _checked_rel(ply, files[0], "top level", "ply_file_path", opts)
         if pp.is_file():
             points, colors = read_ply_points(pp)
     folder = files[0].parent
@@ -236,3 +253,94 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
         folder = folder.parent.parent if folder.parent.name in ("dslr", "iphone") else folder.parent
     name = folder.name
     return make_scene(name, loaded, opts=opts, points=points, point_colors=colors)
+
+
+def _checked_rel(value, jp: Path, where: str, key: str, opts: LoadOptions) -> Path:
+    """A path entry of the JSON, refused when it leaves the JSON's folder (see module docstring)."""
+    if not isinstance(value, str) or not value:
+        raise DataFormatError(f"{jp}: {where}: {key} must be a non-empty string, got {value!r}")
+    if not opts.allow_outside_paths and not inside_folder(jp.parent, value):
+        raise DataFormatError(f"{jp}: {where}: {key} {value!r} points outside the scene folder "
+                              f"{jp.parent} (absolute or '..'); pass allow_outside_paths=True to read it")
+    return Path(value)
+
+
+def _drop_repeated(entries: list) -> list:
+    """Entries minus frames listed again (same folder and file_path; e.g. transforms_val.json
+    repeating transforms_test.json); a repeat with another pose is dropped with a warning."""
+    seen: dict[tuple[str, str], object] = {}
+    out, conflicts = [], []
+    for e in entries:
+        jp, _, fr, i = e
+        fp = fr.get("file_path") if isinstance(fr, dict) else None
+        if not isinstance(fp, str):
+            out.append(e)
+            continue
+        key = (str(jp.parent), os.path.normpath(fp))
+        if key in seen:
+            if seen[key] != fr.get("transform_matrix"):
+                conflicts.append(f"{jp.name}: frame {i} ({fp})")
+            continue
+        seen[key] = fr.get("transform_matrix")
+        out.append(e)
+    if conflicts:
+        warnings.warn(f"{len(conflicts)} frame(s) listed twice with different poses, the first kept: "
+                      f"{', '.join(conflicts[:3])}", stacklevel=3)
+    return out
+
+
+class _ImageFinder:
+    """Where a frame's image lies, by downscale factor (see module docstring), with the folder scans
+    cached per folder."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, dict[int, Path]] = {}
+        self._siblings: dict[Path, dict[int, Path]] = {}
+
+    def _images_n(self, base: Path) -> dict[int, Path]:
+        if base not in self._folders:
+            self._folders[base] = {n: f for n, f in image_folders(base, ("images",)).items() if n > 1}
+        return self._folders[base]
+
+    def _sibling_n(self, folder: Path) -> dict[int, Path]:
+        """{N: <folder>_N} next to `folder` (nerfstudio-style downscaled copy of any image folder)."""
+        if folder not in self._siblings:
+            found: dict[int, Path] = {}
+            parent = folder.parent
+            if parent.is_dir() and folder.name not in ("", ".", ".."):
+                for p in parent.iterdir():
+                    m = re.fullmatch(rf"{re.escape(folder.name)}_(\d+)", p.name)
+                    if m and int(m.group(1)) > 1 and p.is_dir():
+                        found[int(m.group(1))] = p
+            self._siblings[folder] = found
+        return self._siblings[folder]
+
+    def candidates(self, base: Path, rel: Path) -> dict[int, list[Path]]:
+        """{factor: [folder to resolve `name` in, ...]} -> expressed as full candidate paths."""
+        out: dict[int, list[Path]] = {1: [base / rel, base.parent / "resized_images" / rel]}
+        parts = [q for q in rel.parts if q not in ("", ".")]
+        if len(parts) > 1:
+            for n, sib in self._sibling_n(base / rel.parent).items():
+                out.setdefault(n, []).append(sib / rel.name)
+        for n, folder in self._images_n(base).items():
+            c = out.setdefault(n, [])
+            c.append(folder / rel.name)
+            if len(parts) > 1:  # sub-path kept where file names would collide
+                c.extend([folder.joinpath(*parts), folder.joinpath(*parts[1:])])
+        return out
+
+    def find(self, base: Path, rel: Path, want: int | None, fixed: int | None) -> tuple[Path | None, int]:
+        """(image file or None, its folder factor) for downscale `want` (None: largest images)."""
+        cands = self.candidates(base, rel)
+        if fixed is not None:
+            order = [fixed] if fixed in cands else []
+        elif want is None:
+            order = sorted(cands)
+        else:
+            order = sorted((n for n in cands if n <= want), reverse=True)
+        for n in order:
+            for c in cands[n]:
+                got = _resolve(c.name, [c.parent])
+                if got is not None:
+                    return got, n
+        return None, (fixed or 1)
