@@ -7,6 +7,13 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 
+# Optional model packages that install cleanly on a CPU (their tests run in CI): foresplat[anysplat].
+# ffgs is installed without its declared dependencies: its torchvision (a CUDA build here) is imported
+# only by its image preprocessing, which foresplat does not use; the model code needs torch,
+# safetensors and huggingface-hub (installed first, with its own small dependencies).
+.venv/bin/python -m pip install -q -c constraints.txt "huggingface-hub>=0.23"
+.venv/bin/python -m pip install -q -c constraints.txt --no-deps "ffgs==0.1.0.dev1"
+
 # Compile the native CPU renderer once now (cached in .venv/var/foresplat), not inside the first test.
 .venv/bin/python -c "from foresplat.render.cpu import load_extension; load_extension()"
 echo "native CPU renderer built"
