@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# The browser viewer's optional extra (viser; pulls no torch), needed by tests/test_viewer.py.
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[viewer]"
 
 # Optional model packages that install cleanly on a CPU (their tests run in CI): foresplat[anysplat].
 # ffgs is installed without its declared dependencies: its torchvision (a CUDA build here) is imported

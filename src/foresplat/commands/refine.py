@@ -64,6 +64,19 @@ class RefineCommand:
     """Without --background: use the scene's uniform masked-out colour (e.g. white for NeRF-synthetic)."""
     progress: bool = True
     """Show a progress bar."""
+    view: bool = False
+    """Stream the refinement to a browser viewer (viser, foresplat[viewer]) at --host:--port."""
+    view_every: int = 10
+    """With --view: update the splats, step, loss and held-out PSNR every this many steps."""
+    host: str = "127.0.0.1"
+    """With --view: address to serve on (anything but 127.0.0.1/localhost exposes it to the network)."""
+    port: int = 8080
+    """With --view: port to serve on (the next free one when taken; 0 = any free port)."""
+    view_wait: float | None = None
+    """With --view: seconds the viewer stays open after refinement (default: until Ctrl-C)."""
+    view_capture: Path | None = None
+    """With --view: wait for a browser, then write its frame of the first target view to
+    DIR/step_XXXXX.png (+ .json camera) at every update."""
     refine: Annotated[RefineConfig, tyro.conf.arg(name="")] = field(default_factory=RefineConfig)
     """Refiner settings (steps, learning rates, seed, backend, ...)."""
 
@@ -108,6 +121,16 @@ def run(cmd: RefineCommand) -> int:
         write_ply(out, g.detach())
         atomic_write_json(metrics_path, report)
 
+    live = None
+    if cmd.view:
+        from foresplat.viewer.live import LiveRefinement
+
+        if cmd.view_every < 1:
+            raise ValueError(f"--view-every: expected a positive number of steps, got {cmd.view_every}")
+        live = LiveRefinement(split, host=cmd.host, port=cmd.port, background=cfg.background,
+                              backend=cfg.backend, capture_dir=cmd.view_capture, title=f"foresplat refine {scene.name}")
+    elif cmd.view_capture is not None:
+        raise ValueError("--view-capture: needs --view")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     stats: dict = {}
     bar = tqdm(total=cfg.steps, desc=f"refine {scene.name}", unit="step", disable=not cmd.progress,
@@ -115,6 +138,10 @@ def run(cmd: RefineCommand) -> int:
     t_start = time.perf_counter()
     try:
         for k in range(cfg.steps + 1):
+            if live is not None and (k % cmd.view_every == 0 or k == cfg.steps):
+                t_view = time.perf_counter()
+                live.update(k, cfg.steps, g, report["losses"][-1] if report["losses"] else None)
+                report["view_seconds"] = report.get("view_seconds", 0.0) + time.perf_counter() - t_view
             if k in evals:
                 evaluate(k)
                 e = report["eval"][-1]
@@ -132,9 +159,11 @@ def run(cmd: RefineCommand) -> int:
         report["interrupted"] = True
     finally:
         bar.close()
-    report["seconds"] = time.perf_counter() - t_start
+    report["seconds"] = time.perf_counter() - t_start - report.get("view_seconds", 0.0)
     save()
     print(f"wrote {out} ({g.num} Gaussians, {report['steps_done']} steps) and {metrics_path}")
+    if live is not None:
+        live.close(0.0 if report["interrupted"] else cmd.view_wait)
     if report["interrupted"]:
         print("interrupted: wrote the last state", file=sys.stderr)
         return 130
