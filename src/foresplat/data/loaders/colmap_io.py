@@ -1,13 +1,20 @@
-"""Small readers for COLMAP model files that work on partial models (no images.bin).
+"""The project's own readers for COLMAP model files (full models and partial ones without images.bin).
 
-pycolmap.Reconstruction refuses a folder without images.bin/txt; LLFF and DTU releases often ship
-only cameras.bin and points3D.bin. These readers follow COLMAP's documented layouts:
+Used for every COLMAP file foresplat reads (full `sparse/0` models and LLFF/DTU releases that ship
+only cameras.bin and points3D.bin). Binary readers check every count in a header against the
+file size BEFORE allocating, so a truncated, random-bytes or empty file fails at once, in bounded
+memory, with one line naming the file and what was expected (pycolmap grew to ~17 GB on such
+files, issue 12). The layouts follow COLMAP's documentation:
 
 cameras.bin   uint64 count, then per camera: int32 camera_id, int32 model_id, uint64 width,
               uint64 height, float64 params[num_params(model)]            (little endian)
 points3D.bin  uint64 count, then per point: uint64 point3D_id, float64 xyz[3], uint8 rgb[3],
               float64 error, uint64 track_length, then track_length x (int32 image_id, int32 point2D_idx)
+images.bin    uint64 count, then per image: int32 image_id, float64 qvec[4] (wxyz), float64 tvec[3],
+              int32 camera_id, name (NUL-terminated), uint64 num_points2D, then num_points2D x
+              (float64 x, float64 y, int64 point3D_id)
 cameras.txt   "CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]" per line, '#' comments
+images.txt    "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME" then a POINTS2D line, per image
 points3D.txt  "POINT3D_ID X Y Z R G B ERROR TRACK[] as (IMAGE_ID, POINT2D_IDX)" per line
 Every error names the file and what was wrong.
 """
@@ -52,27 +59,42 @@ class SparsePoints:
     rgb: np.ndarray
     error: np.ndarray
     track_length: np.ndarray
+    ids: np.ndarray | None = None  # [P] point3D ids (binary files)
 
 
 def read_cameras_binary(path: str | Path) -> dict[int, ColmapCamera]:
-    """Reads cameras.bin (see module docstring) -> {camera_id: ColmapCamera}."""
+    """Reads cameras.bin (see module docstring) -> {camera_id: ColmapCamera}. The header's count is
+    checked against the file size before anything is allocated."""
     path = Path(path)
     data = _read_bytes(path)
+    if len(data) < 8:
+        raise DataFormatError(f"{path}: truncated cameras.bin ({len(data)} bytes; expected a uint64 camera "
+                              f"count and 24+ bytes per camera)")
+    (count,) = struct.unpack_from("<Q", data, 0)
+    if count > (len(data) - 8) // 24:  # a camera is at least 24 bytes (+ its parameters)
+        raise DataFormatError(f"{path}: header says {count} cameras but the file ({len(data)} bytes) holds "
+                              f"at most {(len(data) - 8) // 24}; truncated or not a cameras.bin")
+    off = 8
+    cams: dict[int, ColmapCamera] = {}
     try:
-        (count,) = struct.unpack_from("<Q", data, 0)
-        off = 8
-        cams: dict[int, ColmapCamera] = {}
         for i in range(count):
             cid, mid, w, h = struct.unpack_from("<iiQQ", data, off)
             off += 24
             if mid not in CAMERA_MODELS:
-                raise DataFormatError(f"{path}: camera {cid} has unknown model id {mid}")
+                raise DataFormatError(f"{path}: camera {cid} has unknown model id {mid} (expected 0..17)")
+            if not (0 < w < 1 << 20 and 0 < h < 1 << 20):
+                raise DataFormatError(f"{path}: camera {cid}: image size {w}x{h} is not plausible "
+                                      f"(expected 1..{1 << 20} pixels a side)")
             name, n = CAMERA_MODELS[mid]
             params = np.frombuffer(data, dtype="<f8", count=n, offset=off).astype(np.float64)
             off += 8 * n
+            if not np.isfinite(params).all():
+                raise DataFormatError(f"{path}: camera {cid}: parameters must be finite, got {params.tolist()}")
             cams[cid] = ColmapCamera(cid, name, int(w), int(h), params)
     except (struct.error, ValueError) as e:
-        raise DataFormatError(f"{path}: truncated or corrupt cameras.bin ({e})") from None
+        if isinstance(e, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: truncated or corrupt cameras.bin (camera {i} of {count}: {e})") from None
     if off != len(data):
         raise DataFormatError(f"{path}: {len(data) - off} unexpected trailing bytes after {count} cameras")
     return cams
@@ -108,26 +130,32 @@ def read_points3d_binary(path: str | Path) -> SparsePoints:
     size = head.itemsize  # 51 bytes, packed
     track_len = struct.Struct("<Q")
     if len(data) < 8:
-        raise DataFormatError(f"{path}: truncated points3D.bin (no point count)")
+        raise DataFormatError(f"{path}: truncated points3D.bin ({len(data)} bytes; expected a uint64 point "
+                              f"count and {size}+ bytes per point)")
     (count,) = struct.unpack_from("<Q", data, 0)
     if count > (len(data) - 8) // size:
-        raise DataFormatError(f"{path}: header says {count} points but the file holds at most "
-                              f"{(len(data) - 8) // size}")
+        raise DataFormatError(f"{path}: header says {count} points but the file ({len(data)} bytes) holds at "
+                              f"most {(len(data) - 8) // size}; truncated or not a points3D.bin")
     offsets = np.empty(count, dtype=np.int64)
     off = 8
-    try:
-        for i in range(count):  # walk the variable-length records; only the track length is unpacked
-            offsets[i] = off
-            off += size + 8 * track_len.unpack_from(data, off + size - 8)[0]
-    except struct.error:
-        raise DataFormatError(f"{path}: truncated points3D.bin (record {i} of {count})") from None
+    n = len(data)
+    for i in range(count):  # walk the variable-length records; only the track length is unpacked
+        if off + size > n:
+            raise DataFormatError(f"{path}: truncated points3D.bin (record {i} of {count} starts at byte "
+                                  f"{off}, file has {n})")
+        offsets[i] = off
+        tl = track_len.unpack_from(data, off + size - 8)[0]
+        if tl > (n - off - size) // 8:
+            raise DataFormatError(f"{path}: truncated or corrupt points3D.bin (record {i} of {count} says "
+                                  f"track length {tl}, {n - off - size} bytes remain)")
+        off += size + 8 * tl
     if off != len(data):
         raise DataFormatError(f"{path}: truncated or corrupt points3D.bin (records end at byte {off}, "
                               f"file has {len(data)})")
     raw = np.frombuffer(data, dtype=np.uint8)
     rec = raw[offsets[:, None] + np.arange(size)].copy().view(head).reshape(count)
     return SparsePoints(rec["xyz"].astype(np.float64), rec["rgb"].astype(np.uint8),
-                        rec["error"].astype(np.float64), rec["track"].astype(np.int64))
+                        rec["error"].astype(np.float64), rec["track"].astype(np.int64), rec["id"].astype(np.int64))
 
 
 def read_points3d_text(path: str | Path) -> SparsePoints:
@@ -151,6 +179,157 @@ def read_points3d_text(path: str | Path) -> SparsePoints:
             raise DataFormatError(f"{path}:{lineno}: expected 'POINT3D_ID X Y Z R G B ERROR TRACK...'")
     return SparsePoints(np.array(xyz, dtype=np.float64).reshape(-1, 3),
                         np.array(rgb, dtype=np.uint8).reshape(-1, 3), np.array(err), np.array(tl))
+
+
+@dataclass
+class ColmapImage:
+    """One registered COLMAP image: its id, camera id, file name and world-to-camera pose
+    (quaternion wxyz, translation), as images.bin/txt store it."""
+
+    image_id: int
+    camera_id: int
+    name: str
+    qvec: np.ndarray  # [4] wxyz
+    tvec: np.ndarray  # [3]
+    xys: np.ndarray | None = None          # [n, 2] keypoints (pixels, +0.5 centres) when read
+    point3d_ids: np.ndarray | None = None  # [n] int64 id of each keypoint's 3D point, -1 for none
+
+
+_IMAGE_HEAD = struct.Struct("<i4d3di")  # image_id, qvec (wxyz), tvec, camera_id: 64 bytes
+_MAX_NAME = 4096
+
+
+def read_images_binary(path: str | Path, points2d: bool = False) -> dict[int, ColmapImage]:
+    """Reads images.bin -> {image_id: ColmapImage}. Layout: uint64 count, then per image int32
+    image_id, float64 qvec[4] (wxyz), float64 tvec[3], int32 camera_id, the name (NUL-terminated),
+    uint64 num_points2D and num_points2D x (float64 x, float64 y, int64 point3D_id), which are
+    skipped unless `points2d` (then ColmapImage.xys / point3d_ids). Counts are checked against the
+    file size before anything is allocated."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 8:
+        raise DataFormatError(f"{path}: truncated images.bin ({len(data)} bytes; expected a uint64 image "
+                              f"count and 73+ bytes per image)")
+    (count,) = struct.unpack_from("<Q", data, 0)
+    least = _IMAGE_HEAD.size + 1 + 8  # head, an empty name's NUL, the points2D count
+    if count > (len(data) - 8) // least:
+        raise DataFormatError(f"{path}: header says {count} images but the file ({len(data)} bytes) holds "
+                              f"at most {(len(data) - 8) // least}; truncated or not an images.bin")
+    off = 8
+    images: dict[int, ColmapImage] = {}
+    for i in range(count):
+        if off + least > len(data):
+            raise DataFormatError(f"{path}: truncated images.bin (image {i} of {count} starts at byte {off}, "
+                                  f"file has {len(data)})")
+        iid, qw, qx, qy, qz, tx, ty, tz, cid = _IMAGE_HEAD.unpack_from(data, off)
+        off += _IMAGE_HEAD.size
+        end = data.find(b"\x00", off, min(off + _MAX_NAME, len(data)))
+        if end < 0:
+            raise DataFormatError(f"{path}: image {i} of {count}: no NUL-terminated name within "
+                                  f"{_MAX_NAME} bytes; truncated or corrupt images.bin")
+        try:
+            name = data[off:end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataFormatError(f"{path}: image {i} of {count}: name is not UTF-8; corrupt images.bin") from None
+        off = end + 1
+        if off + 8 > len(data):
+            raise DataFormatError(f"{path}: truncated images.bin (image {i} of {count}: no points2D count)")
+        (npts,) = struct.unpack_from("<Q", data, off)
+        off += 8
+        if npts > (len(data) - off) // 24:
+            raise DataFormatError(f"{path}: image {i} of {count} ({name!r}) says {npts} 2D points but only "
+                                  f"{len(data) - off} bytes remain; truncated or corrupt images.bin")
+        xys = ids = None
+        if points2d:
+            rec = np.frombuffer(data, dtype=np.dtype([("xy", "<f8", 2), ("id", "<i8")]), count=npts, offset=off)
+            xys, ids = rec["xy"].astype(np.float64), rec["id"].astype(np.int64)
+        off += 24 * npts
+        q, t = np.array([qw, qx, qy, qz]), np.array([tx, ty, tz])
+        _check_pose(path, f"image {iid} ({name!r})", q, t)
+        if iid in images:
+            raise DataFormatError(f"{path}: image id {iid} appears twice")
+        images[iid] = ColmapImage(int(iid), int(cid), name, q, t, xys, ids)
+    if off != len(data):
+        raise DataFormatError(f"{path}: {len(data) - off} unexpected trailing bytes after {count} images")
+    return images
+
+
+def read_images_text(path: str | Path) -> dict[int, ColmapImage]:
+    """Reads images.txt: per image a line "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME" followed by
+    its POINTS2D line (which may be empty; skipped), '#' comments."""
+    path = Path(path)
+    lines = _read_text(path).splitlines()
+    images: dict[int, ColmapImage] = {}
+    k = 0
+    while k < len(lines):
+        line = lines[k].strip()
+        k += 1
+        if not line or line.startswith("#"):
+            continue
+        tok = line.split()
+        try:
+            iid = int(tok[0])
+            vals = [float(t) for t in tok[1:8]]
+            cid = int(tok[8])
+            name = " ".join(tok[9:])
+            if len(vals) != 7 or not name:
+                raise ValueError
+        except (IndexError, ValueError):
+            raise DataFormatError(f"{path}:{k}: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME', "
+                                  f"got {line[:80]!r}") from None
+        q, t = np.array(vals[:4]), np.array(vals[4:])
+        _check_pose(path, f"line {k} (image {iid})", q, t)
+        if iid in images:
+            raise DataFormatError(f"{path}:{k}: image id {iid} appears twice")
+        images[iid] = ColmapImage(iid, cid, name, q, t)
+        k += 1  # the POINTS2D line
+    return images
+
+
+def _check_pose(path: Path, where: str, q: np.ndarray, t: np.ndarray) -> None:
+    if not (np.isfinite(q).all() and np.isfinite(t).all()):
+        raise DataFormatError(f"{path}: {where}: pose must be finite, got qvec {q.tolist()}, tvec {t.tolist()}")
+    n = float(np.linalg.norm(q))
+    if not 0.9 < n < 1.1:
+        raise DataFormatError(f"{path}: {where}: expected a unit quaternion (wxyz), got norm {n:.4g}")
+
+
+@dataclass
+class ColmapModel:
+    """A COLMAP sparse model read by this module: cameras, registered images, points (or None)."""
+
+    cameras: dict[int, ColmapCamera]
+    images: dict[int, ColmapImage]
+    points: SparsePoints | None
+
+
+def read_model(folder: str | Path, points: bool = True) -> ColmapModel:
+    """cameras + images (+ points3D when `points` and present) of a model folder, binary files
+    preferred over text. Images referring to a missing camera raise DataFormatError."""
+    folder = Path(folder)
+
+    def pick(stem: str) -> Path | None:
+        for suffix in (".bin", ".txt"):
+            if (folder / f"{stem}{suffix}").is_file():
+                return folder / f"{stem}{suffix}"
+        return None
+
+    cp, ip = pick("cameras"), pick("images")
+    if ip is None:
+        raise FileNotFoundError(f"{folder}: no images.bin or images.txt")
+    if cp is None:
+        raise FileNotFoundError(f"{folder}: no cameras.bin or cameras.txt")
+    cams = read_cameras_binary(cp) if cp.suffix == ".bin" else read_cameras_text(cp)
+    images = read_images_binary(ip) if ip.suffix == ".bin" else read_images_text(ip)
+    for im in images.values():
+        if im.camera_id not in cams:
+            raise DataFormatError(f"{ip}: image {im.image_id} ({im.name!r}) uses camera {im.camera_id}, "
+                                  f"which {cp.name} does not define")
+    pts = None
+    pp = pick("points3D") if points else None
+    if pp is not None:
+        pts = read_sparse_points(pp)
+    return ColmapModel(cams, images, pts)
 
 
 def find_sparse_points(folder: str | Path) -> Path | None:
