@@ -246,8 +246,37 @@ def test_knn_matches_bruteforce_and_chunks():
     d2 = torch.cdist(pts, pts).pow(2)
     d2.fill_diagonal_(float("inf"))
     expect = d2.topk(3, largest=False).values.mean(1)
-    torch.testing.assert_close(knn_mean_sq_dist(pts, 3, chunk_elems=1000), expect)
+    from foresplat.refine.init import knn_mean_sq_dist_bruteforce
+
+    torch.testing.assert_close(knn_mean_sq_dist(pts, 3), expect)
+    torch.testing.assert_close(knn_mean_sq_dist_bruteforce(pts, 3, chunk_elems=1000), expect)
     torch.testing.assert_close(knn_mean_sq_dist(pts[:2], 3), torch.full((2,), float(d2[0, 1]), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n,k", [(1, 3), (3, 3), (4, 3), (257, 3), (500, 1), (500, 8)])
+def test_knn_kdtree_matches_bruteforce_with_duplicates_and_grids(n, k):
+    """The KD-tree kNN equals the all-pairs reference, duplicates and equidistant grid points included."""
+    from foresplat.refine.init import knn_mean_sq_dist_bruteforce
+
+    g = torch.Generator().manual_seed(n + k)
+    pts = torch.randn(n, 3, generator=g)
+    if n > 10:
+        pts[: n // 5] = pts[n // 5: 2 * (n // 5)]  # exact duplicates
+        pts[-27:] = torch.stack(torch.meshgrid(*[torch.arange(3.0)] * 3, indexing="ij"), -1).reshape(27, 3)
+    got = knn_mean_sq_dist(pts, k)
+    assert got.dtype == pts.dtype and got.shape == (n,)
+    torch.testing.assert_close(got, knn_mean_sq_dist_bruteforce(pts, k), rtol=1e-5, atol=1e-6)
+
+
+def test_knn_init_is_not_quadratic():
+    """200k random points: the old all-pairs search took ~3 minutes here; the KD-tree ~1 s."""
+    import time
+
+    from foresplat.refine import init_random
+
+    t0 = time.perf_counter()
+    g0 = init_random(torch.tensor([[0.0, 0, 0], [1, 1, 1]]), 200_000)
+    assert g0.num == 200_000 and time.perf_counter() - t0 < 30
 
 
 def test_init_from_points():

@@ -183,8 +183,10 @@ def test_train_and_predict_commands(trained, tmp_path, capsys):
     assert g.num == 3 * 16 * 16 and g.sh_degree == 1
     info = json.loads(ply.with_suffix(".json").read_text())
     assert len(info["context_indices"]) == 3 and len(info["target_indices"]) == 1
-    with pytest.raises(FileNotFoundError):
-        main(["predict", "synthetic:1", "--ckpt", str(tmp_path / "missing"), "--out", str(ply)])
+    capsys.readouterr()
+    assert main(["predict", "synthetic:1", "--ckpt", str(tmp_path / "missing"), "--out", str(ply)]) == 2
+    err = capsys.readouterr().err  # one line naming the missing file, no traceback
+    assert err.startswith("foresplat predict: error: ") and "missing.json" in err and err.count("\n") == 1
 
 
 def test_predicted_gaussians_refine_better_than_random_init(trained):

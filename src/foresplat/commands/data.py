@@ -125,6 +125,15 @@ def main(argv: list[str]) -> int:
     """Entry point of `foresplat data`; returns the exit status (2 for bad input, with a message)."""
     args = _parser().parse_args(argv)
     from foresplat.data.loaders import detect_format, load_scene
+    from foresplat.errors import UserError
+    from foresplat.io.outputs import check_output_path
+
+    if not 8 <= args.thumb <= 4096:
+        raise UserError(f"--thumb: expected a thumbnail width in 8..4096 pixels, got {args.thumb}")
+    if not 1 <= args.sheet_max <= 10_000:
+        raise UserError(f"--sheet-max: expected 1..10000 thumbnails, got {args.sheet_max}")
+    if args.sheet is not None:
+        check_output_path(args.sheet, option="--sheet", create_parents=True)
 
     try:
         fmt = detect_format(args.path) if args.format == "auto" else args.format

@@ -58,12 +58,19 @@ def fit_to_divisor(scene: Scene, divisor: int) -> Scene:
 def run(cmd: PredictCommand) -> int:
     """Runs the command (see module docstring); returns the exit code."""
     from foresplat.data.spec import load_scene_spec, resize_to
-    from foresplat.io import atomic_write_json, write_ply
+    from foresplat.io import atomic_write_json, check_output_path, sidecar_record, write_ply
     from foresplat.models import Predictor
 
+    check_output_path(cmd.out, sidecars={Path(cmd.out).with_suffix(".json"): "foresplat predict"})
     device = cmd.device if cmd.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
     scene = load_scene_spec(cmd.scene, num_views=max(16, cmd.num_context + cmd.num_target))
+    from foresplat.limits import check_memory, predict_bytes, resized_size
+
+    w, h = resized_size(scene.width, scene.height, cmd.width, cmd.height)
+    views = scene.num_views if cmd.num_context == 0 else min(cmd.num_context, scene.num_views)
+    check_memory(predict_bytes(model, scene.num_views, views, w, h),
+                 f"predict from {views} views at {w}x{h} px")
     scene = fit_to_divisor(resize_to(scene, cmd.width, cmd.height), model.divisor).validate()
     if cmd.num_context == 0:
         context, ctx_idx, tgt_idx = scene, list(range(scene.num_views)), []
@@ -79,7 +86,8 @@ def run(cmd: PredictCommand) -> int:
         "scene": scene.name, "scene_spec": cmd.scene, "ckpt": str(cmd.ckpt), "width": scene.width,
         "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
         "split_rule": cmd.split_rule, "split_seed": cmd.split_seed, "num_gaussians": g.num,
-        "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device})
+        "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
+        **sidecar_record("foresplat predict", out)})
     print(f"{out}: {g.num} Gaussians from {context.num_views} views of {scene.name} "
           f"({scene.width}x{scene.height}) in {seconds:.2f} s")
     return 0

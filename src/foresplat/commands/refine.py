@@ -41,7 +41,8 @@ class RefineCommand:
     out: Path = Path("refined.ply")
     """Output .ply; the metrics go to the same path with suffix .json."""
     eval_steps: tuple[int, ...] = (0, 200, 500, 1000, 2000)
-    """Held-out evaluation before these steps (those <= steps; the last step is always evaluated)."""
+    """Held-out evaluation before these steps (the last step is always evaluated; given steps outside
+    [0, steps] are an error, the default's are skipped)."""
     num_context: int = 12
     """Context views (refined on)."""
     num_target: int = 4
@@ -85,13 +86,25 @@ def run(cmd: RefineCommand) -> int:
     """Runs the command (see module docstring); returns the exit code (130 after Ctrl-C)."""
     from tqdm import tqdm
 
-    from foresplat.io import atomic_write_json, write_ply
+    from foresplat.io import atomic_write_json, check_output_path, sidecar_record, write_ply
 
     cfg = cmd.refine.validate()
     out = Path(cmd.out)
     metrics_path = out.with_suffix(".json")
+    check_output_path(out, sidecars={metrics_path: "foresplat refine"})
+    bad_steps = [s for s in cmd.eval_steps if not 0 <= s <= cfg.steps]
+    if bad_steps and tuple(cmd.eval_steps) != RefineCommand.__dataclass_fields__["eval_steps"].default:
+        raise ValueError(f"--eval-steps: {bad_steps} outside [0, --steps {cfg.steps}]")
     scene = load_scene_spec(cmd.scene, downscale=cmd.downscale,
                             num_views=max(16, cmd.num_context + cmd.num_target))
+    from foresplat.limits import check_memory, refine_bytes, resized_size
+
+    if cmd.num_random < 1:
+        raise ValueError(f"--num-random: expected a positive number of Gaussians, got {cmd.num_random}")
+    w, h = resized_size(scene.width, scene.height, cmd.width, cmd.height)
+    n_init = max(cmd.num_random, 0 if scene.points is None else int(scene.points.shape[0]))
+    check_memory(refine_bytes(scene.num_views, w, h, n_init, cfg.views_per_step),
+                 f"refine of {scene.num_views} views at {w}x{h} px with ~{n_init} Gaussians")
     scene = resize_to(scene, cmd.width, cmd.height).validate()
     split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split_rule, cmd.split_seed)
     if cfg.background is None and cmd.auto_background:
@@ -108,7 +121,7 @@ def run(cmd: RefineCommand) -> int:
         "height": scene.height, "context_indices": split.context_indices,
         "target_indices": split.target_indices, "num_gaussians": g.num, "extent": refiner.extent,
         "config": dataclasses.asdict(cfg), "eval": [], "losses": [], "train_psnr": [],
-        "steps_done": 0, "interrupted": False,
+        "steps_done": 0, "interrupted": False, **sidecar_record("foresplat refine", out),
     }
 
     def evaluate(step: int) -> None:

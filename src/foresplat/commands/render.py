@@ -130,16 +130,24 @@ def _depth_image(depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 def _load(cfg: RenderCommand) -> tuple[Gaussians, Cameras, torch.Tensor | None]:
     """Gaussians, cameras and (synthetic only) ground-truth images [V, H, W, 3]."""
     if cfg.ply is not None:
-        from foresplat.io.ply import read_ply
+        from foresplat.io.ply import check_gaussian_values, read_ply
+        from foresplat.limits import check_memory, gaussians_bytes, render_bytes
 
-        gaussians = read_ply(cfg.ply)
+        gaussians = check_gaussian_values(read_ply(cfg.ply), str(cfg.ply))
+        check_memory(render_bytes(cfg.width, cfg.height) + gaussians_bytes(gaussians.num),
+                     f"render of {gaussians.num} Gaussians at {cfg.width}x{cfg.height} px")
         cams = orbit_cameras(gaussians.means, cfg.views, cfg.width, cfg.height, cfg.fov_deg,
                              cfg.elevation_deg, cfg.up)
         return gaussians, cams, None
     from foresplat.data.synthetic import SyntheticConfig, generate_scene
     from foresplat.refine.init import init_from_points
 
-    scene = generate_scene(int(cfg.synthetic_seed), SyntheticConfig(width=cfg.width, height=cfg.height))
+    from foresplat.limits import check_memory, render_bytes, scene_bytes
+
+    syn = SyntheticConfig(width=cfg.width, height=cfg.height)
+    check_memory(scene_bytes(syn.num_views, cfg.width, cfg.height) + render_bytes(cfg.width, cfg.height),
+                 f"synthetic scene preview of {syn.num_views} views at {cfg.width}x{cfg.height} px")
+    scene = generate_scene(int(cfg.synthetic_seed), syn)
     if scene.points is None or scene.points.shape[0] == 0:
         raise ValueError(f"synthetic scene {cfg.synthetic_seed}: has no points to build a preview from")
     gaussians = init_from_points(scene.points, scene.point_colors, opacity=0.9)
@@ -152,7 +160,10 @@ def run(cfg: RenderCommand) -> list[Path]:
 
     from foresplat.render import render
 
+    from foresplat.io.outputs import check_output_dir
+
     cfg.validate()
+    check_output_dir(cfg.out)
     gaussians, cams, targets = _load(cfg)
     device = torch.device(cfg.device)
     gaussians = gaussians.to(device=device, dtype=torch.float32)

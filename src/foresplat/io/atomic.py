@@ -4,18 +4,29 @@ A reader never sees a half-written file: either the old content or the new one. 
 (including KeyboardInterrupt) the temporary file is removed and the target is left untouched.
 The temporary name ends with the target's full name, so writers that infer the format from the
 suffix (PIL, matplotlib, numpy) behave as for the target. Parent folders are created.
+
+Also: a target that exists but is not a regular file (a FIFO, a device, a folder) is refused
+before anything is written (OutputPathError), never replaced; a failure reports the original
+error (a failing clean-up never masks it); the new file gets the mode of a plain `open()` (0666
+minus the umask) or the replaced file's mode, whatever the writer used (safetensors: 0600); and
+temporary files of this naming left by a killed writer (dead process, or older than a day) are
+removed on the next write to the same target.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_write", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "remove_stale_temps", "check_writable_target"]
 
 
 def _fsync_file(path: Path) -> None:
@@ -41,23 +52,118 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_TMP_RE = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{8}-(.+)$")
+_STALE_SECONDS = 24 * 3600
+
+
+def _umask() -> int:
+    """The process umask (read from /proc where possible: os.umask would change it briefly)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's) or unknowable: keep its file
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Deletes temporary files this module left for `target` (same folder, `.tmp-PID-HEX-<name>`)
+    whose writer process is gone or that are older than a day; returns the removed paths."""
+    target = Path(target)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _TMP_RE.match(entry.name)
+        if not m or m.group(2) != target.name:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if _pid_alive(int(m.group(1))) and now - st.st_mtime < _STALE_SECONDS:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def check_writable_target(target: Path) -> None:
+    """Raises OutputPathError when `target` exists and is not a regular file (a FIFO, a device, a
+    socket, a folder): the atomic rename would replace it."""
+    from foresplat.errors import OutputPathError
+
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise OutputPathError(f"{target}: cannot be checked as an output ({e.strerror})") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(f"{target}: is a folder, expected an output file path")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise OutputPathError(f"{target}: is {kind}; refusing to replace it with a regular file")
+
+
+def _set_mode(tmp: Path, target: Path) -> None:
+    """Gives tmp the mode the target has, or a plain open()'s (0666 & ~umask) for a new file."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        os.chmod(tmp, mode)
+    except OSError:
+        pass
+
+
 @contextmanager
 def _atomic(path: str | os.PathLike, fsync_temp: bool) -> Iterator[Path]:
     target = Path(path)
     if target.name in ("", ".", ".."):
         raise ValueError(f"atomic_write: {str(path)!r} is not a file path")
+    check_writable_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     tmp = target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
     try:
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"atomic_write: nothing was written to the temporary file "
                                     f"{tmp} for {target}")
+        _set_mode(tmp, target)
         if fsync_temp:
             _fsync_file(tmp)
+        check_writable_target(target)  # it may have changed while the content was produced
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # never mask the original error with the clean-up's
+            pass
         raise
     _fsync_dir(target.parent)
 

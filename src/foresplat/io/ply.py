@@ -25,7 +25,7 @@ import torch
 from foresplat.gaussians import SH_DEGREE_OF_K, Gaussians
 from foresplat.io.atomic import atomic_open
 
-__all__ = ["write_ply", "read_ply", "ply_property_names"]
+__all__ = ["write_ply", "read_ply", "ply_property_names", "check_gaussian_values"]
 
 _K_OF_REST = {3 * (k - 1): k for k in SH_DEGREE_OF_K}  # number of f_rest properties -> K
 
@@ -74,6 +74,49 @@ def write_ply(path: str | os.PathLike, gaussians: Gaussians) -> Path:
     return path
 
 
+_TYPE_BYTES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+               "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Raises ValueError naming `path` when the header's element counts need more bytes than the
+    file holds (a corrupt count such as 2e9 vertices would otherwise be parsed or allocated first).
+    Binary: count x record size; ascii: at least 2 bytes (a digit and a separator) per value."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return  # plyfile reports the malformed header
+    body = size - (head.find(b"\n", end) + 1 if head.find(b"\n", end) >= 0 else size)
+    fmt, elements = "", []  # [name, count, min bytes per record]
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "format":
+            fmt = parts[1]
+        elif len(parts) >= 3 and parts[0] == "element":
+            try:
+                count = int(parts[2])
+            except ValueError:
+                raise ValueError(f"{path}: element {parts[1]!r} declares the count {parts[2]!r}, "
+                                 "expected a non-negative integer") from None
+            if count < 0:
+                raise ValueError(f"{path}: element {parts[1]!r} declares a negative count {count}")
+            elements.append([parts[1], count, 0])
+        elif len(parts) >= 3 and parts[0] == "property" and elements:
+            binary = fmt.startswith("binary")
+            if parts[1] == "list":
+                nbytes = _TYPE_BYTES.get(parts[2], 1) if binary else 2
+            else:
+                nbytes = _TYPE_BYTES.get(parts[1], 1) if binary else 2
+            elements[-1][2] += nbytes
+    need = sum(count * per for _, count, per in elements)
+    if need > body:
+        name, count, _ = max(elements, key=lambda e: e[1] * e[2])
+        raise ValueError(f"{path}: the header declares {count} {name!r} records ({need} bytes at least) but "
+                         f"the file holds {body} bytes after the header (truncated, or a corrupt count)")
+
+
 def _as_table(vertex: plyfile.PlyElement) -> tuple[np.ndarray, dict[str, int]] | None:
     """[N, P] view of the vertex records when all properties share one scalar numeric type, else None."""
     data = vertex.data
@@ -99,6 +142,7 @@ def read_ply(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"read_ply: no such file {path}")
+    _check_declared_sizes(path)
     try:
         ply = plyfile.PlyData.read(str(path))
     except (plyfile.PlyParseError, ValueError, EOFError, UnicodeDecodeError) as e:
@@ -158,3 +202,32 @@ def read_ply(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
         bad = int((g.quats.norm(dim=-1) < 1e-12).sum())
         raise ValueError(f"{path}: {bad} zero quaternion(s) in rot_0..rot_3 (cannot be normalized)")
     return g.to(device=device)
+
+
+MAX_ABS_LOG_SCALE = 12.0
+"""Largest |log-scale| accepted for rendering: exp(12) ~ 1.6e5 scene units. Beyond it the projected
+2D covariance overflows float32 (its determinant ~ scale^4 (f/z)^4) and renders come out black/NaN."""
+MAX_ABS_MEAN = 1e8
+"""Largest |coordinate| of a mean accepted for rendering (float32 projection stays finite)."""
+
+
+def check_gaussian_values(g: Gaussians, source: str) -> Gaussians:
+    """Checks that Gaussians read from `source` (e.g. a .ply path) can be rendered and refined:
+    at least one Gaussian, finite values, log-scales within +-MAX_ABS_LOG_SCALE (positive side:
+    too large scales overflow) and means within +-MAX_ABS_MEAN. Raises ValueError naming `source`,
+    the property and the range found; returns g."""
+    if g.num == 0:
+        raise ValueError(f"{source}: holds 0 Gaussians (0 vertices): nothing to render or refine")
+    for name, t in (("x/y/z", g.means), ("scale_0..2", g.log_scales), ("opacity", g.opacity_logits),
+                    ("rot_0..3", g.quats), ("f_dc/f_rest", g.sh)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{source}: NaN/inf values in {name}")
+    hi = float(g.log_scales.max())
+    if hi > MAX_ABS_LOG_SCALE:
+        n = int((g.log_scales > MAX_ABS_LOG_SCALE).any(-1).sum())
+        raise ValueError(f"{source}: log-scales (scale_0..2) up to {hi:.4g} in {n} Gaussian(s); expected at most "
+                         f"{MAX_ABS_LOG_SCALE:g} (scale = exp(value) in scene units; typical 3DGS values lie in -12..3)")
+    m = float(g.means.abs().max())
+    if m > MAX_ABS_MEAN:
+        raise ValueError(f"{source}: means (x/y/z) reach {m:.4g}; expected |coordinate| <= {MAX_ABS_MEAN:g}")
+    return g

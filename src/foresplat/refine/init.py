@@ -17,13 +17,36 @@ from foresplat.data.scene import Scene
 from foresplat.gaussians import Gaussians, rgb_to_sh_dc
 
 
-def knn_mean_sq_dist(points: torch.Tensor, k: int = 3, chunk_elems: int = 1 << 24) -> torch.Tensor:
+def knn_mean_sq_dist(points: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Mean squared distance [P] from each point of points [P, 3] to its k nearest other points.
 
-    Exact, by chunked torch.cdist (about chunk_elems distances in memory at once; ~100k points
-    take seconds on a CPU). With fewer than k other points the available ones are used; a single
-    point gets 0.
+    Exact, with a KD-tree (scipy.spatial.cKDTree, float64): O(P log P); 100k points take ~0.6 s
+    and 1M ~15 s on 2 CPU cores (benchmarks/knn_init.py, BENCHMARKS.md). With fewer than k other
+    points the available ones are used; a single point gets 0. Duplicated points count as
+    neighbours at distance 0 (as brute force). Returns points' dtype and device.
     """
+    from scipy.spatial import cKDTree
+
+    p = points.shape[0]
+    kk = min(k, p - 1)
+    if kk <= 0:
+        return torch.zeros(p, dtype=points.dtype, device=points.device)
+    pts = points.detach().to(device="cpu", dtype=torch.float64).numpy()
+    tree = cKDTree(pts, leafsize=16, balanced_tree=False, compact_nodes=False)
+    d, idx = tree.query(pts, k=kk + 1, workers=-1)  # [P, kk+1]: usually the point itself first
+    d2 = torch.from_numpy(d).pow_(2)
+    idx = torch.from_numpy(idx)
+    own = idx == torch.arange(p).unsqueeze(1)  # [P, kk+1]: the point itself (at most once)
+    # drop the point itself; where a duplicate displaced it from the k+1 results, drop the farthest
+    drop = torch.where(own.any(1), own.to(torch.int64).argmax(1), torch.full((p,), kk))
+    keep = torch.ones_like(own)
+    keep[torch.arange(p), drop] = False
+    out = d2[keep].view(p, kk).mean(1)
+    return out.to(device=points.device, dtype=points.dtype)
+
+
+def knn_mean_sq_dist_bruteforce(points: torch.Tensor, k: int = 3, chunk_elems: int = 1 << 24) -> torch.Tensor:
+    """Reference for `knn_mean_sq_dist` by chunked all-pairs torch.cdist: O(P^2) time (tests only)."""
     p = points.shape[0]
     kk = min(k, p - 1)
     if kk <= 0:
@@ -218,9 +241,9 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
     if kind in ("ply", "ckpt") and not arg:
         raise ValueError(f"--init {spec!r}: expected {kind}:PATH")
     if kind == "ply":
-        from foresplat.io import read_ply
+        from foresplat.io.ply import check_gaussian_values, read_ply
 
-        return read_ply(Path(arg))
+        return check_gaussian_values(read_ply(Path(arg)), f"--init {spec}")
     if kind == "ckpt":
         try:
             from foresplat.models import Predictor
