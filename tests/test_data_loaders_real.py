@@ -276,3 +276,56 @@ def test_corrupt_colmap_model_fails_fast_in_bounded_memory(real, tmp_path):
         assert "\n" not in msg and c["file"] in msg and len(msg) < 300, c
         assert re.search(r"expected|truncated|corrupt|header says", msg), c
         assert c["seconds"] < 5, c
+
+
+# ------------------------------------------------------------------------------ scene catalog
+
+def _tiny_scene(folder: Path) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(folder / "f0.png")
+    (folder / "transforms.json").write_text(json.dumps(
+        {"fl_x": 10.0, "w": 8, "h": 6, "frames": [{"file_path": "f0.png", "transform_matrix": np.eye(4).tolist()}]}))
+
+
+def test_discover_scenes_handles_scenes_containers_and_nested_containers(tmp_path):
+    from foresplat.data.catalog import (HELDOUT_REAL_SCENES, VISIBLE_EVAL_SCENES, discover_scenes,
+                                        evaluation_scenes, training_scenes)
+
+    for name in ("llff_fern", "other_a", "real/capture_caesar", "real/other_b", "real/deeper/too_deep_c",
+                 ".hidden/x"):
+        _tiny_scene(tmp_path / name)
+    (tmp_path / "empty").mkdir()
+    _tiny_scene(tmp_path / "other_a" / "sub")  # inside a scene: not searched
+    found = discover_scenes(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "llff_fern", "other_a", "real/capture_caesar", "real/other_b"]
+    assert discover_scenes(tmp_path / "real" / "other_b") == [tmp_path / "real" / "other_b"]
+    assert discover_scenes(tmp_path, max_depth=3)[-1] == tmp_path / "real" / "other_b"
+    assert tmp_path / "real" / "deeper" / "too_deep_c" in discover_scenes(tmp_path, max_depth=3)
+    assert [p.name for p in training_scenes(tmp_path)] == ["other_a", "other_b"]
+    assert [p.name for p in evaluation_scenes(tmp_path)] == ["llff_fern", "capture_caesar"]
+    assert not set(VISIBLE_EVAL_SCENES) & set(HELDOUT_REAL_SCENES)
+    with pytest.raises(FileNotFoundError, match="nope"):
+        discover_scenes(tmp_path / "nope")
+
+
+def test_catalog_on_the_shared_data(shared_data):
+    """../shared/data: 3 scenes + real/ with 18; real/ itself is never a scene; the evaluation sources
+    (used by `foresplat demo` and `foresplat eval`) are the visible + held-out scenes only."""
+    from foresplat.data.catalog import (HELDOUT_REAL_SCENES, VISIBLE_EVAL_SCENES, discover_scenes,
+                                        evaluation_scenes, training_scenes)
+    from foresplat.evaluate.sources import path_sources
+
+    if not (shared_data / "real").is_dir():
+        pytest.skip("no real/ folder")
+    found = discover_scenes(shared_data)
+    assert len(found) == 21 and shared_data / "real" not in found
+    assert {p.name for p in found} == set(REAL_SCENES) | set(VISIBLE_EVAL_SCENES)
+    train = {p.name for p in training_scenes(shared_data)}
+    assert len(train) == 14 and not train & (set(VISIBLE_EVAL_SCENES) | set(HELDOUT_REAL_SCENES))
+    assert [p.name for p in evaluation_scenes(shared_data)] == [*VISIBLE_EVAL_SCENES, *HELDOUT_REAL_SCENES]
+    assert [s.name for s in path_sources(shared_data, which="evaluation")] == [
+        *VISIBLE_EVAL_SCENES, *HELDOUT_REAL_SCENES]
+    assert "real" not in [s.name for s in path_sources(shared_data)]

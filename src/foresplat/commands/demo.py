@@ -212,7 +212,8 @@ def _real_sources(cmd: DemoCommand, preset: DemoPreset):
     if root is None:
         print("no shared/data folder found (set FORESPLAT_DATA): skipping real scenes")
         return None, []
-    return root, path_sources(root, max_views=preset.num_context + preset.num_target)
+    # only the evaluation scenes (foresplat.data.catalog): the visible ones and the held-out real ones
+    return root, path_sources(root, which="evaluation", max_views=preset.num_context + preset.num_target)
 
 
 def _prepare_run_dir(cmd: DemoCommand) -> Path:

@@ -4,7 +4,8 @@
         --scenes ../shared/data --synthetic 8 --image-size 128 --out runs/eval
 
 Scenes: held-out synthetic seeds (--synthetic N) and/or paths (--scenes: a scene folder, or a
-directory whose sub-folders are scenes). Methods: every checkpoint plus the baselines (sparse
+directory of scene folders, two levels deep; for ../shared/data only the evaluation scenes of
+foresplat.data.catalog unless --scene-set all). Methods: every checkpoint plus the baselines (sparse
 points, random). Writes results.md/.csv/.json, psnr_vs_steps.png, psnr_vs_seconds.png, a .ply per
 scene and method, and an image grid per scene into --out; prints the Markdown table.
 Defaults follow the paper's protocol (see foresplat.evaluate.protocol.EvalConfig).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -30,6 +31,9 @@ class EvalCommand:
     """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix)."""
     scenes: tuple[Path, ...] = ()
     """Scene folders, or directories of scene folders (any format foresplat.data.load_scene reads)."""
+    scene_set: Literal["evaluation", "all"] = "evaluation"
+    """For a directory of scenes: "evaluation" = the catalog's evaluation scenes in it (visible +
+    held-out real, foresplat.data.catalog) when it holds any, else all; "all" = every scene found."""
     synthetic: int = 0
     """Number of held-out synthetic scenes (seeds from foresplat.data.synthetic.EVAL_SEED_START)."""
     synthetic_size: int = 64
@@ -59,7 +63,7 @@ def run(cmd: EvalCommand):
                                                                     height=cmd.synthetic_size, num_views=views))
     options = {k: v for k, v in (("downscale", cmd.downscale), ("max_views", cmd.max_views)) if v is not None}
     for p in cmd.scenes:
-        sources += path_sources(p, **options)
+        sources += path_sources(p, which=cmd.scene_set, **options)
     if not sources:
         raise ValueError("nothing to evaluate: give --scenes PATH ... and/or --synthetic N")
     methods = build_methods(cmd.checkpoints, cmd.protocol.baselines)

@@ -2,7 +2,8 @@
 
 Every source is lazy (`SceneSource.load()`), so a broken scene is reported when it is evaluated
 and never stops the others. A path is one scene when `foresplat.data.load_scene` recognises its
-format (or it is a file); otherwise each visible sub-folder is a scene of its own.
+format (or it is a file); otherwise the scenes below it (`foresplat.data.catalog.discover_scenes`,
+two levels deep) are the sources, optionally only the catalog's evaluation scenes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from foresplat.evaluate.protocol import SceneSource
-
-# Files whose presence marks a folder as one scene (used when the loaders offer no detector).
-_SCENE_MARKERS = ("transforms.json", "transforms_train.json", "poses_bounds.npy", "cameras_sphere.npz",
-                  "cameras.npz", "sparse", "frame_annotations.jgz", "sequence_annotations.jgz")
-
 
 def synthetic_sources(count: int, config: Any = None, start_seed: int | None = None) -> list[SceneSource]:
     """`count` held-out synthetic scenes with seeds EVAL_SEED_START + i (never used for training).
@@ -38,19 +34,6 @@ def synthetic_sources(count: int, config: Any = None, start_seed: int | None = N
             for i in range(count)]
 
 
-def _is_scene_folder(path: Path) -> bool:
-    try:
-        from foresplat.data import detect_format  # type: ignore[attr-defined]
-    except ImportError:
-        detect_format = None
-    if detect_format is not None:
-        try:
-            return detect_format(path) is not None
-        except Exception:  # a detector that raises on an unknown layout: not a scene folder
-            return False
-    return any((path / m).exists() for m in _SCENE_MARKERS)
-
-
 def _loader(path: Path, options: dict[str, Any]):
     def load():
         from foresplat.data import load_scene  # type: ignore[attr-defined]
@@ -61,21 +44,31 @@ def _loader(path: Path, options: dict[str, Any]):
     return load
 
 
-def path_sources(path: str | Path, **load_options: Any) -> list[SceneSource]:
-    """One source for a scene folder or file, else one per visible sub-folder of a directory.
+def path_sources(path: str | Path, which: str = "all", **load_options: Any) -> list[SceneSource]:
+    """One source per scene under `path`: the path itself when it is a scene folder or file, else
+    the scenes found below it by `foresplat.data.catalog.discover_scenes` (sub-folders, and their
+    sub-folders: a data root holding scenes and a `real/` folder of scenes), never a container
+    folder itself.
 
+    which: "all" (every scene found) or "evaluation": for a folder of scenes, only the catalog's
+    evaluation scenes (visible + held-out real ones, `catalog.evaluation_scenes`) when it holds any
+    of them, else every scene found; a single scene is always itself.
     load_options are passed to foresplat.data.load_scene (e.g. downscale, max_views).
     Raises FileNotFoundError when the path does not exist.
     """
+    from foresplat.data.catalog import discover_scenes, evaluation_scenes, is_scene
+
+    if which not in ("all", "evaluation"):
+        raise ValueError(f"which must be 'all' or 'evaluation', got {which!r}")
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"scene path {p} does not exist")
-    if p.is_file() or _is_scene_folder(p):
+    if p.is_file() or is_scene(p):
         return [SceneSource(p.stem if p.is_file() else p.name, str(p), _loader(p, load_options))]
-    subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
-    if not subdirs:  # not recognised and nothing inside: let load_scene report why
+    scenes = (evaluation_scenes(p) if which == "evaluation" else []) or discover_scenes(p)
+    if not scenes:  # nothing recognised: let load_scene report why
         return [SceneSource(p.name, str(p), _loader(p, load_options))]
-    return [SceneSource(d.name, str(d), _loader(d, load_options)) for d in subdirs]
+    return [SceneSource(d.name, str(d), _loader(d, load_options)) for d in scenes]
 
 
 def find_shared_data(extra: Sequence[str | Path] = ()) -> Path | None:
