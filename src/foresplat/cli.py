@@ -24,6 +24,7 @@ COMMANDS = {
     "render": "render a .ply or a built-in scene to images",
     "data": "inspect a scene folder (format, views, intrinsics, contact sheet)",
     "bench": "run a benchmark script from benchmarks/",
+    "export": "export a predictor checkpoint to ONNX (+ int8), checked against PyTorch",
     "view": "browser viewer (viser) of a .ply with the scene's cameras and images",
 }
 

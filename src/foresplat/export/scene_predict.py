@@ -1,0 +1,27 @@
+"""Predict a scene's Gaussians with an exported model (onnxruntime), as `Predictor.predict` does.
+
+    g0 = predict_scene_onnx(OnnxPredictor("model.onnx"), scene)      # Gaussians [N] (float32, CPU)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from foresplat.data.scene import Scene
+from foresplat.export.runtime import OnnxPredictor
+from foresplat.gaussians import Gaussians
+
+
+def scene_inputs(scene: Scene) -> tuple[np.ndarray, ...]:
+    """Scene (V views) -> float32 arrays images [1,V,H,W,3], viewmats [1,V,4,4], Ks [1,V,3,3], near [1], far [1]."""
+    f = lambda t: t.detach().to("cpu", torch.float32).numpy()[None]  # noqa: E731
+    return (f(scene.images), f(scene.cameras.viewmats), f(scene.cameras.Ks),
+            np.array([scene.near], np.float32), np.array([scene.far], np.float32))
+
+
+def predict_scene_onnx(runner: OnnxPredictor, scene: Scene) -> Gaussians:
+    """Unbatched prediction from every view of `scene` (sizes multiples of runner.divisor) -> Gaussians [N]."""
+    scene.validate()
+    out = runner.run(*scene_inputs(scene))
+    return Gaussians(*(torch.from_numpy(out[k][0]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")))
