@@ -18,9 +18,11 @@ from PIL import Image
 
 from foresplat.cameras import Cameras
 from foresplat.data import detect_format, load_scene
+from foresplat.data.loaders import DataFormatError
 from foresplat.data.loaders.conventions import (half_pixel_to_integer_centre, pixel_to_ndc_intrinsics,
                                                 rotmat_to_quat, viewmat_to_llff, viewmat_to_ned_c2w,
                                                 viewmat_to_opengl_c2w, viewmat_to_pytorch3d)
+from foresplat.data.loaders.geometry import camera_centres
 from foresplat.data.loaders.tartanair import TARTANAIR_K
 from foresplat.data.scene import Scene
 from foresplat.data.synthetic import SyntheticConfig, generate_scene
@@ -490,3 +492,219 @@ def test_gtasfm_hdf5_round_trip(tmp_path):
     assert_cameras(got, np_views(s), np_Ks(s))
     assert_images(got, s)
     torch.testing.assert_close(got.depths, s.depths)
+
+
+# ------------------------------------------------------------- images_N, *_present, outside paths
+
+def _full_res_K(s: Scene, n: int) -> np.ndarray:
+    """Intrinsics of an n-times larger original (pixel edges scale: K[:2] * n)."""
+    K = np_Ks(s).copy()
+    K[:, :2] *= n
+    return K
+
+
+def test_transforms_original_paths_with_images_n_only(tmp_path):
+    """file_path names images/<f> at the original size (fl_x, w, h too) but only images_4/<f> exists
+    (the nerfstudio / real/ convention): loaded with no options, K / 4; downscale.json may name the
+    folder; downscale=8 resizes images_4 in memory."""
+    s = synthetic()
+    K4 = _full_res_K(s, 4)
+    frames = [{"file_path": f"./images/f{i}.jpg", "transform_matrix": viewmat_to_opengl_c2w(np_views(s)[i]).tolist()}
+              for i in range(s.num_views)]
+    (tmp_path / "transforms.json").write_text(json.dumps(
+        {"fl_x": K4[0, 0, 0], "fl_y": K4[0, 1, 1], "cx": K4[0, 0, 2], "cy": K4[0, 1, 2], "w": 4 * s.width,
+         "h": 4 * s.height, "frames": frames}))
+    for i in range(s.num_views):
+        save_png(tmp_path / "images_4" / f"f{i}.png", s.images[i])  # another suffix: still found
+    got = load_scene(tmp_path)
+    assert_cameras(got, np_views(s), np_Ks(s))
+    assert_images(got, s)
+    half = load_scene(tmp_path, downscale=8)
+    K8 = np_Ks(s).copy()
+    K8[:, :2] *= 0.5
+    assert_cameras(half, np_views(s), K8)
+    with pytest.raises(DataFormatError, match="none of the 5 frames has an image file"), \
+            pytest.warns(UserWarning, match=r"5 frame\(s\) skipped"):
+        load_scene(tmp_path, downscale=2)  # only x4 images exist
+    (tmp_path / "images_4").rename(tmp_path / "small")
+    (tmp_path / "downscale.json").write_text(json.dumps({"factor": 4, "image_dir": "small"}))
+    assert_cameras(load_scene(tmp_path), np_views(s), np_Ks(s))
+    (tmp_path / "downscale.json").write_text(json.dumps({"factor": "four", "image_dir": "small"}))
+    with pytest.raises(DataFormatError, match=r"downscale.json: 'factor' must be an integer"):
+        load_scene(tmp_path)
+
+
+def test_llff_and_transforms_prefer_present_subsets(tmp_path):
+    """poses_bounds_present.npy / transforms_present.json (the frames whose images are here) win over
+    the original files that list more frames."""
+    s = synthetic(centred=True)
+    keep = [0, 2, 3]
+    llff = tmp_path / "llff"
+    poses = viewmat_to_llff(np_views(s))
+    hwf = np.broadcast_to(np.array([2 * s.height, 2 * s.width, 2 * float(s.cameras.Ks[0, 0, 0])])[None, :, None],
+                          (s.num_views, 3, 1))
+    arr = np.concatenate([np.concatenate([poses, hwf], 2).reshape(s.num_views, 15),
+                          np.tile([[1.0, 30.0]], (s.num_views, 1))], 1)
+    llff.mkdir()
+    np.save(llff / "poses_bounds.npy", arr)
+    for i in keep:
+        save_png(llff / "images_2" / f"IMG_{i:04d}.png", s.images[i])
+    with pytest.raises(DataFormatError, match="3 images but .*poses_bounds.npy has 5 poses"):
+        load_scene(llff)
+    np.save(llff / "poses_bounds_present.npy", arr[keep])
+    assert detect_format(llff / "poses_bounds_present.npy") == "llff"
+    assert_cameras(load_scene(llff), np_views(s)[keep], np_Ks(s)[keep])
+    tf = write_nerfstudio(tmp_path / "tf", s)
+    meta = json.loads((tf / "transforms.json").read_text())
+    meta["frames"] = [meta["frames"][i] for i in keep]
+    (tf / "transforms_present.json").write_text(json.dumps(meta))
+    for i in set(range(s.num_views)) - set(keep):
+        (tf / "images" / f"frame_{i:05d}.png").unlink()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "frames skipped" warning: the subset lists exactly these
+        got = load_scene(tf)
+    assert_cameras(got, np_views(s)[keep], np_Ks(s)[keep])
+
+
+@pytest.mark.parametrize("key,value", [("file_path", "../outside.png"), ("file_path", "images/../../outside.png"),
+                                       ("file_path", "ABS"), ("mask_path", "../mask.png")])
+def test_transforms_paths_outside_the_scene_are_refused(tmp_path, key, value):
+    """Issue 12 (10a): a file_path / mask_path that is absolute or climbs out with '..' is refused with
+    a clear error unless allow_outside_paths=True."""
+    s = synthetic(views=2)
+    scene = write_nerfstudio(tmp_path / "scene", s)
+    save_png(tmp_path / "outside.png", s.images[0])
+    save_png(tmp_path / "mask.png", np.ones((s.height, s.width)))
+    meta = json.loads((scene / "transforms.json").read_text())
+    meta["frames"][1][key] = str(tmp_path / "outside.png") if value == "ABS" else value
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(DataFormatError, match=rf"transforms.json: frame 1: {key} .* points outside the scene "
+                                              rf"folder .*allow_outside_paths=True"):
+        load_scene(scene)
+    got = load_scene(scene, allow_outside_paths=True)
+    assert got.num_views == 2
+    if key == "file_path":
+        assert_images(got, replace(s, images=s.images[[0, 0]]))
+
+
+# ------------------------------------------------------------------------------------------ Strecha
+
+def write_strecha(root: Path, s: Scene, n: int = 4) -> None:
+    """<image>.camera files in gt_dense_cameras/ for an n-times larger original (integer pixel
+    centres), images in images_n/."""
+    from foresplat.data.loaders.conventions import viewmat_to_strecha
+
+    K = half_pixel_to_integer_centre(_full_res_K(s, n))
+    for i in range(s.num_views):
+        R, C = viewmat_to_strecha(np_views(s)[i])
+        rows = [K[i, 0], K[i, 1], K[i, 2], np.zeros(3), R[0], R[1], R[2], C]
+        text = "".join(" ".join(repr(float(x)) for x in r) + " \n" for r in rows) + f"{n * s.width} {n * s.height}\n"
+        (root / "gt_dense_cameras").mkdir(parents=True, exist_ok=True)
+        (root / "gt_dense_cameras" / f"{i:04d}.jpg.camera").write_text(text)
+        save_png(root / f"images_{n}" / f"{i:04d}.png", s.images[i])  # converted to png: matched by stem
+
+
+def test_strecha_round_trip(tmp_path):
+    s = synthetic(per_view_k=True)
+    write_strecha(tmp_path, s)
+    assert detect_format(tmp_path) == "strecha"
+    assert detect_format(tmp_path / "gt_dense_cameras" / "0000.jpg.camera") == "strecha"
+    got = load_scene(tmp_path)
+    assert_cameras(got, np_views(s), np_Ks(s))
+    assert_images(got, s)
+    assert 0 < got.near < got.far
+    two = load_scene(tmp_path, max_views=2)
+    assert_cameras(two, np_views(s)[[0, 4]], np_Ks(s)[[0, 4]])
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda t: t.splitlines()[0] + "\n", r"expected 9 non-empty lines"),
+    (lambda t: t.replace(t.split()[0], "abc", 1), r"line 1: expected 3 numbers \(K row 1\), got non-numeric 'abc'"),
+    (lambda t: t.replace(t.split()[0], "nan", 1), r"line 1: expected 3 finite numbers \(K row 1\), got NaN"),
+    (lambda t: t.replace(" \n", " 7 \n", 1), r"line 1: expected 3 numbers \(K row 1\), got 4"),
+    (lambda t: "\n".join(t.splitlines()[:8]) + "\n64\n", r"line 9: expected 2 numbers \(width height\), got 1"),
+    (lambda t: t.replace("0.0 0.0 0.0", "0.1 0.0 0.0", 1), r"line 4: expected zero distortion"),
+    (lambda t: "\n".join(ln if i != 4 else "2 0 0" for i, ln in enumerate(t.splitlines())) + "\n",
+     r"lines 5-7 \(R\): expected a rotation matrix"),
+    (lambda t: "", r"expected 9 non-empty lines"),
+])
+def test_strecha_broken_files_fail_clearly(tmp_path, edit, expect):
+    s = synthetic(views=2)
+    write_strecha(tmp_path, s)
+    f = tmp_path / "gt_dense_cameras" / "0001.jpg.camera"
+    f.write_text(edit(f.read_text()))
+    with pytest.raises(DataFormatError, match=rf"0001.jpg.camera: {expect}"):
+        load_scene(tmp_path)
+
+
+def test_strecha_binary_garbage_fails_clearly(tmp_path):
+    s = synthetic(views=2)
+    write_strecha(tmp_path, s)
+    f = tmp_path / "gt_dense_cameras" / "0000.jpg.camera"
+    f.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+    with pytest.raises(DataFormatError, match=r"0000.jpg.camera: "):
+        load_scene(tmp_path)
+
+
+# --------------------------------------------------------------------------------------- Middlebury
+
+def write_middlebury(root: Path, s: Scene, n: int = 2, name: str = "obj", keep: list[int] | None = None) -> None:
+    """<name>_par.txt for an n-times larger original (integer pixel centres), images in images_n/,
+    optionally <name>_par_present.txt listing only `keep`, and a README.txt with a bounding box."""
+    K = half_pixel_to_integer_centre(_full_res_K(s, n))
+    lines = []
+    for i in range(s.num_views):
+        v = np_views(s)[i]
+        vals = [*K[i].ravel(), *v[:3, :3].ravel(), *v[:3, 3]]
+        lines.append(f"{name}{i:04d}.png " + " ".join(repr(float(x)) for x in vals))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{name}_par.txt").write_text(f"{len(lines)}\n" + "\n".join(lines) + "\n")
+    if keep is not None:
+        (root / f"{name}_par_present.txt").write_text(f"{len(keep)}\n" + "\n".join(lines[i] for i in keep) + "\n")
+    for i in (range(s.num_views) if keep is None else keep):
+        save_png(root / f"images_{n}" / f"{name}{i:04d}.png", s.images[i])
+    c = camera_centres(np_views(s)).mean(0) + 3.0 * np_views(s)[:, 2, :3].mean(0)  # ahead of the cameras
+    lo, hi = c - 0.5, c + 0.5
+    (root / "README.txt").write_text("The (tight) bounding box for the obj model is\n"
+                                     f"({lo[0]} {lo[1]} {lo[2]})\n({hi[0]} {hi[1]} {hi[2]})\n")
+
+
+def test_middlebury_round_trip_with_present_subset_and_box_bounds(tmp_path):
+    s = synthetic(per_view_k=True)
+    keep = [0, 1, 3]
+    write_middlebury(tmp_path, s, keep=keep)
+    assert detect_format(tmp_path) == "middlebury"
+    got = load_scene(tmp_path)
+    assert_cameras(got, np_views(s)[keep], np_Ks(s)[keep])
+    assert_images(got, s.subset(keep))
+    from foresplat.data.loaders.middlebury import read_readme_box
+
+    box = read_readme_box(tmp_path)
+    corners = np.array([[box[i, 0], box[j, 1], box[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    z = s.subset(keep).cameras.project(torch.from_numpy(corners).float())[1]  # [V, 8] corner depths
+    assert float(z.min()) > 0
+    assert (got.near, got.far) == pytest.approx((0.8 * float(z.min()), 1.2 * float(z.max())), rel=1e-4)
+    (tmp_path / "obj_par_present.txt").unlink()
+    with pytest.warns(UserWarning, match=r"2 frame\(s\) skipped"):
+        assert load_scene(tmp_path).num_views == 3
+
+
+@pytest.mark.parametrize("edit,expect", [
+    (lambda ls: ["7"] + ls[1:], r"line 1 says 7 images but 5 camera lines follow"),
+    (lambda ls: ["five"] + ls[1:], r"line 1: expected the number of images"),
+    (lambda ls: ls[:3] + [" ".join(ls[3].split()[:10])] + ls[4:], r"line 4: expected 'imgname k11..k33 r11..r33 t1 t2 t3' \(22 fields\), got 10"),
+    (lambda ls: ls[:2] + [ls[2].replace(ls[2].split()[5], "x1", 1)] + ls[3:], r"line 3: expected 21 numbers .* non-numeric 'x1'"),
+    (lambda ls: ls[:2] + [ls[2].rsplit(" ", 1)[0] + " nan"] + ls[3:], r"line 3: expected 21 finite numbers"),
+    (lambda ls: ls[:2] + [" ".join(ls[2].split()[:10] + ["3"] + ls[2].split()[11:])] + ls[3:],
+     r"line 3: expected a rotation matrix"),
+    (lambda ls: [], r"empty file"),
+])
+def test_middlebury_broken_files_fail_clearly(tmp_path, edit, expect):
+    s = synthetic()
+    write_middlebury(tmp_path, s)
+    f = tmp_path / "obj_par.txt"
+    f.write_text("\n".join(edit(f.read_text().splitlines())) + "\n")
+    with pytest.raises(DataFormatError, match=rf"obj_par.txt: {expect}"):
+        load_scene(tmp_path)

@@ -122,7 +122,8 @@ def _num(value, path: Path, where: str, key: str) -> float:
 
 
 def _resolve(rel: str, variants: list[Path]) -> Path | None:
-    """First existing file among `variants` / rel, trying the name as is and with image suffixes."""
+    """First existing file among `variants` / rel, trying the name as is, with an image suffix added,
+    then with its image suffix replaced by another (a downscaled copy saved as .png or .jpg)."""
     for folder in variants:
         p = folder / rel
         if p.is_file():
@@ -131,6 +132,11 @@ def _resolve(rel: str, variants: list[Path]) -> Path | None:
             q = p.with_name(p.name + s)
             if q.is_file():
                 return q
+        if p.suffix in _SUFFIXES:
+            for s in _SUFFIXES:
+                q = p.with_suffix(s)
+                if q.is_file():
+                    return q
     return None
 
 
