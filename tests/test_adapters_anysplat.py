@@ -174,15 +174,17 @@ def test_strict_loading_refuses_mismatched_files(tmp_path):
 
 
 def _scene_at_predicted_cameras(adapter, views=4, size=28):
-    """A colour-ramp scene whose cameras are the ones the (random) model predicts for it, scaled by 2:
-    the similarity fit is then well posed, as with trained weights."""
+    """A colour-ramp scene of 4 views whose cameras are the ones the (random) model predicts for the first
+    two (repeated for the other two), at twice the scale: the similarity fit of those two context views
+    is then well posed, as with trained weights."""
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     images = torch.stack([xx, yy, 0.5 * (xx + yy)], -1).expand(views, size, size, 3).clone()
     images = images * (0.5 + 0.5 * torch.rand(views, 1, 1, 1, generator=torch.Generator().manual_seed(0)))
-    f = adapter.encode(images[None])
-    c2w = f.pred_c2w[0].clone()
+    f = adapter.encode(images[None, :2])  # the two context views' cameras, as the model predicts them
+    c2w = f.pred_c2w[0].repeat(2, 1, 1)
     c2w[:, :3, 3] *= 2.0
-    return Scene(images, Cameras(torch.linalg.inv(c2w), f.pred_Ks[0], size, size), "ramp", near=0.05, far=20.0)
+    return Scene(images, Cameras(torch.linalg.inv(c2w), f.pred_Ks[0].repeat(2, 1, 1), size, size), "ramp",
+                 near=0.05, far=20.0)
 
 
 def test_two_metagrad_iterations_change_only_the_gaussian_head():

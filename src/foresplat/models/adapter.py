@@ -80,6 +80,30 @@ def check_views(images: torch.Tensor, viewmats: torch.Tensor | None, Ks: torch.T
         raise ValueError(f"images: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
 
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], where: str, what: str) -> None:
+    """Loads `state` into `model` strictly; ValueError naming `where` with the missing, unexpected and
+    wrongly shaped keys. A key may be absent when the model ties it to a present one (shared storage,
+    which safetensors' save_model writes once)."""
+    expected = model.state_dict()
+    alias: dict[int, list[str]] = {}
+    for k, v in expected.items():
+        if v.numel():
+            alias.setdefault(v.untyped_storage().data_ptr(), []).append(k)
+    state = dict(state)
+    for keys in alias.values():
+        present = [k for k in keys if k in state]
+        for k in keys:
+            if k not in state and present:
+                state[k] = state[present[0]]
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        raise ValueError(f"{where}: weights do not match {what}: {len(missing)} missing (e.g. {missing[:3]}), "
+                         f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} of another "
+                         f"shape (e.g. {wrong[:3]})")
+    model.load_state_dict(state, strict=True)
+
+
 class ModelAdapter(nn.Module, ABC):
     """A feed-forward model as encode (frozen) -> head (trainable) -> decode (module docstring).
 
@@ -205,3 +229,5 @@ register_adapter(AdapterSpec("edge", "foresplat.models.adapters.edge:load", None
                              "a foresplat predictor checkpoint (stem, .json or .safetensors)"))
 register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:load", "anysplat",
                              "a folder with model.safetensors (+ config.json), or a .safetensors file"))
+register_adapter(AdapterSpec("da3", "foresplat.models.adapters.da3:load", "da3",
+                             "a folder with model.safetensors and config.json (Depth Anything 3 with a 3DGS head)"))

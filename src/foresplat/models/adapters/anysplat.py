@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from foresplat.gaussians import Gaussians
-from foresplat.models.adapter import MissingExtraError, ModelAdapter
+from foresplat.models.adapter import MissingExtraError, ModelAdapter, load_state_strict
 from foresplat.models.adapters.similarity import Similarity, fit_cameras, transform_gaussians
 
 FFGS_VERSION = "0.1.0.dev1"
@@ -238,12 +238,5 @@ def load(weights: Path) -> AnySplatAdapter:
         state = load_file(str(st))
     except Exception as e:  # safetensors raises its own error type for a damaged file
         raise ValueError(f"{st}: not a readable safetensors file: {e}") from e
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        raise ValueError(f"{st}: weights do not match AnySplat{' of ' + str(cfg_path) if config else ''}: "
-                         f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                         f"(e.g. {unexpected[:3]}), {len(wrong)} of another shape (e.g. {wrong[:3]})")
-    model.load_state_dict(state, strict=True)
+    load_state_strict(model, state, str(st), "AnySplat" + (f" of {cfg_path}" if config else ""))
     return AnySplatAdapter(model)
