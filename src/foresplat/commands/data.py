@@ -1,8 +1,8 @@
-"""`foresplat data inspect PATH [--sheet out.png]`: what a scene folder holds, as foresplat reads it.
+"""`foresplat data inspect PATH [--out sheet.png]`: what a scene folder holds, as foresplat reads it.
 
 Detects the format, loads the scene (options as in foresplat.data.loaders.LoadOptions) and prints
 the number of views, image size, intrinsics (fx fy cx cy), near/far, the 3DGS scene extent, the
-sparse points (and the fraction projecting inside the images), masks and depths; with --sheet it
+sparse points (and the fraction projecting inside the images), masks and depths; with --out it
 writes a PNG contact sheet of the views (atomic write).
 """
 
@@ -109,13 +109,14 @@ def _parser() -> argparse.ArgumentParser:
                          description="Loads PATH as foresplat does and prints what it holds.")
     ins.add_argument("path", type=Path, help="scene folder (or the format's main file)")
     ins.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="scene format (default: detect)")
-    ins.add_argument("--sheet", type=Path, default=None, help="write a PNG contact sheet of the views here")
+    ins.add_argument("--out", dest="sheet", type=Path, default=None,
+                     help="write a PNG contact sheet of the views here")
     ins.add_argument("--thumb", type=int, default=160, help="contact-sheet thumbnail width in pixels")
     ins.add_argument("--sheet-max", type=int, default=64, help="at most this many thumbnails (evenly spaced)")
     ins.add_argument("--downscale", type=int, default=None, help="resolution factor (images_N folders)")
     ins.add_argument("--max-views", type=int, default=None, help="load at most this many views")
     ins.add_argument("--images-dir", default=None, help="images folder relative to PATH")
-    ins.add_argument("--split", default="train", help="transforms split: train, val, test or all")
+    ins.add_argument("--split", default="all", help="transforms split: all (default: every split, each frame once), train, val or test")
     ins.add_argument("--sequence", default=None, help="CO3D sequence / TartanAir trajectory / GTA-SfM file")
     ins.add_argument("--normalize", action="store_true", help="IDR/NeuS: unit-sphere (scale_mat) frame")
     return p
@@ -123,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat data`; returns the exit status (2 for bad input, with a message)."""
-    args = _parser().parse_args(argv)
+    from foresplat.commands._vocab import modernize
+
+    args = _parser().parse_args(modernize("data", argv))
     from foresplat.data.loaders import detect_format, load_scene
     from foresplat.errors import UserError
     from foresplat.io.outputs import check_output_path
@@ -133,7 +136,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= args.sheet_max <= 10_000:
         raise UserError(f"--sheet-max: expected 1..10000 thumbnails, got {args.sheet_max}")
     if args.sheet is not None:
-        check_output_path(args.sheet, option="--sheet", create_parents=True)
+        check_output_path(args.sheet, option="--out", create_parents=True)
 
     try:
         fmt = detect_format(args.path) if args.format == "auto" else args.format
