@@ -57,7 +57,7 @@ def test_synthetic_preview(tmp_path):
 
 def test_option_errors(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 2
-    assert "exactly one" in capsys.readouterr().err
+    assert "got neither" in capsys.readouterr().err
     assert main(["--ply", str(tmp_path / "missing.ply"), "--out", str(tmp_path)]) == 2
     assert main(["--synthetic-seed", "1", "--out", str(tmp_path), "--width", "0"]) == 2
     assert RenderCommand(out=tmp_path, synthetic_seed=1).validate().views == 8

@@ -100,7 +100,7 @@ def test_torchrun_two_processes_hold_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "foresplat.cli", "train", "--preset", "tiny", "--iterations", "3", "--out-dir", str(out),
+           "-m", "foresplat.cli", "train", "--preset", "tiny", "--iterations", "3", "--out", str(out),
            "--backend", BACKEND, "--val-scenes", "0", "--no-progress", "--synthetic-pool", "0"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -171,7 +171,7 @@ def test_train_and_predict_commands(trained, tmp_path, capsys):
     assert main(["train", "--preset", "tiny", "--model.backbone.num-depths", "1"]) == 2
     assert "EdgeConfig.num_depths" in capsys.readouterr().err
     out = tmp_path / "cli"
-    assert main(["train", "--preset", "tiny", "--rule", "vanilla", "--iterations", "1", "--out-dir", str(out),
+    assert main(["train", "--preset", "tiny", "--rule", "vanilla", "--iterations", "1", "--out", str(out),
                  "--backend", BACKEND, "--val-scenes", "0", "--no-progress", "--rule.ssim-weight", "0.0",
                  "--tensorboard"]) == 0
     assert "ssim_weight: 0.0" in (out / "config.yaml").read_text()

@@ -36,7 +36,7 @@ from foresplat.io.atomic import atomic_write_json
 
 ASSET_STEM = Path(__file__).resolve().parents[1] / "assets" / "demo_base"
 """Shipped base checkpoint (<stem>.safetensors + <stem>.json), used unless --from-scratch."""
-SHIPPED_BASE_COMMAND = "foresplat train --preset demo --rule vanilla --seed 0 --val-scenes 0 --out-dir runs/demo_base"
+SHIPPED_BASE_COMMAND = "foresplat train --preset demo --rule vanilla --seed 0 --val-scenes 0 --out runs/demo_base"
 """The command whose output (runs/demo_base/model.*) is shipped as assets/demo_base.* (base_iterations = the
 preset's `iterations`); `foresplat demo --from-scratch` runs the same training in-process."""
 
@@ -123,6 +123,8 @@ class DemoCommand:
     """Device for training and evaluation (the demo is sized for a CPU; budgets are wall-clock)."""
     progress: bool = True
     """Show progress bars."""
+    sh_degree: int | None = None
+    """SH degree of the evaluation's .ply files (0..3, zero-padded; 3 = what the original 3DGS code loads)."""
 
 
 @dataclass
@@ -184,7 +186,8 @@ def _eval_config(preset: DemoPreset, cmd: DemoCommand, **kw) -> EvalConfig:
     return EvalConfig(steps=preset.steps, budgets=preset.budgets,
                       time_scale=preset.time_scale if cmd.time_scale is None else cmd.time_scale,
                       num_context=preset.num_context, num_target=preset.num_target,
-                      refine=RefineConfig(seed=cmd.seed, backend=cmd.backend), device=cmd.device, **kw)
+                      refine=RefineConfig(seed=cmd.seed, backend=cmd.backend), device=cmd.device,
+                      sh_degree=cmd.sh_degree, **kw)
 
 
 def _synthetic_eval_sources(preset: DemoPreset):

@@ -1,6 +1,6 @@
 """`foresplat eval`: quality versus refinement steps and wall-clock for checkpoints and baselines.
 
-    foresplat eval --checkpoints vanilla=runs/v/model metagrad=runs/m/model \
+    foresplat eval --ckpt vanilla=runs/v/model metagrad=runs/m/model \
         --scenes ../shared/data --synthetic 8 --image-size 128 --out runs/eval
 
 Scenes: held-out synthetic seeds (--synthetic N) and/or paths (--scenes: a scene folder, or a
@@ -27,7 +27,7 @@ from foresplat.evaluate.protocol import EvalConfig, build_methods, evaluate
 class EvalCommand:
     """Evaluate predictor checkpoints and baseline initialisations under predict-then-refine."""
 
-    checkpoints: tuple[str, ...] = ()
+    ckpt: tuple[str, ...] = ()
     """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix)."""
     scenes: tuple[Path, ...] = ()
     """Scene folders, or directories of scene folders (any format foresplat.data.load_scene reads)."""
@@ -66,13 +66,15 @@ def run(cmd: EvalCommand):
         sources += path_sources(p, which=cmd.scene_set, **options)
     if not sources:
         raise ValueError("nothing to evaluate: give --scenes PATH ... and/or --synthetic N")
-    methods = build_methods(cmd.checkpoints, cmd.protocol.baselines)
+    methods = build_methods(cmd.ckpt, cmd.protocol.baselines)
     return evaluate(sources, methods, cmd.protocol, cmd.out, progress=cmd.progress)
 
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat eval`."""
-    cmd = tyro.cli(EvalCommand, args=argv, prog="foresplat eval")
+    from foresplat.commands._vocab import modernize
+
+    cmd = tyro.cli(EvalCommand, args=modernize("eval", argv), prog="foresplat eval")
     try:
         outputs = run(cmd)
     except (ValueError, FileNotFoundError) as exc:

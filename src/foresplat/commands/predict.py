@@ -33,12 +33,15 @@ class PredictCommand:
     """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model."""
     out: Path = Path("g0.ply")
     """Output .ply; the split and timing go to the same path with suffix .json."""
+    sh_degree: int | None = None
+    """SH degree of the written .ply (0..3, not below the predictor's): higher bands are zero-padded;
+    3 is what the original 3DGS code loads. Default: the predictor's own degree."""
     num_context: int = 12
     """Context views to predict from (0 = every view of the scene)."""
     num_target: int = 4
     """Views held out (not used for the prediction; their indices are recorded)."""
-    split_rule: Literal["random", "even", "first"] = "random"
-    """How views are split (see foresplat.data.split_views); match `foresplat refine` to reuse its split."""
+    split: Literal["random", "even", "first"] = "even"
+    """How views are split (foresplat.data.split_views); the default is the same in predict, refine and eval."""
     split_seed: int = 0
     """Seed of the random split."""
     width: int | None = None
@@ -75,17 +78,24 @@ def run(cmd: PredictCommand) -> int:
     if cmd.num_context == 0:
         context, ctx_idx, tgt_idx = scene, list(range(scene.num_views)), []
     else:
-        split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split_rule, cmd.split_seed)
+        split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split, cmd.split_seed)
         context, ctx_idx, tgt_idx = split.context, split.context_indices, split.target_indices
     t0 = time.perf_counter()
     g = model.predict(context).detach().to(device="cpu", dtype=torch.float32)
     seconds = time.perf_counter() - t0
     out = Path(cmd.out)
+    if cmd.sh_degree is not None:
+        from foresplat.io import pad_sh_degree
+
+        try:
+            g = pad_sh_degree(g, cmd.sh_degree)
+        except ValueError as e:
+            raise ValueError(f"--sh-degree: {e}") from None
     write_ply(out, g)
     atomic_write_json(out.with_suffix(".json"), {
         "scene": scene.name, "scene_spec": cmd.scene, "ckpt": str(cmd.ckpt), "width": scene.width,
         "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
-        "split_rule": cmd.split_rule, "split_seed": cmd.split_seed, "num_gaussians": g.num,
+        "split": cmd.split, "split_seed": cmd.split_seed, "num_gaussians": g.num,
         "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
         **sidecar_record("foresplat predict", out)})
     print(f"{out}: {g.num} Gaussians from {context.num_views} views of {scene.name} "
@@ -95,4 +105,6 @@ def run(cmd: PredictCommand) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat predict`."""
-    return run(tyro.cli(PredictCommand, args=argv, prog="foresplat predict"))
+    from foresplat.commands._vocab import modernize
+
+    return run(tyro.cli(PredictCommand, args=modernize("predict", argv), prog="foresplat predict"))

@@ -34,10 +34,13 @@ from foresplat.refine.refiner import Refiner, view_metrics
 class RefineCommand:
     """Refine Gaussians on a scene's context views and write a .ply plus a metrics JSON."""
 
-    scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE_PATH")]
+    scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
     """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
     init: str = "points"
-    """Initial Gaussians: points (sparse points, else a visual hull of the masks), random, ply:PATH or ckpt:PATH."""
+    """Initial Gaussians: points (sparse points, else a visual hull of the masks), random or ply:PATH
+    (a predictor: --ckpt)."""
+    ckpt: str | None = None
+    """Initialise from this predictor checkpoint's prediction on the context views (replaces --init ckpt:PATH)."""
     out: Path = Path("refined.ply")
     """Output .ply; the metrics go to the same path with suffix .json."""
     eval_steps: tuple[int, ...] = (0, 200, 500, 1000, 2000)
@@ -47,8 +50,8 @@ class RefineCommand:
     """Context views (refined on)."""
     num_target: int = 4
     """Held-out target views (evaluated on; 0 = no evaluation)."""
-    split_rule: Literal["random", "even", "first"] = "random"
-    """How views are split (see foresplat.data.split_views)."""
+    split: Literal["random", "even", "first"] = "even"
+    """How views are split (foresplat.data.split_views); the default is the same in predict, refine and eval."""
     split_seed: int = 0
     """Seed of the random split."""
     width: int | None = None
@@ -59,8 +62,11 @@ class RefineCommand:
     """Loader downscale factor (pre-downscaled image folders), applied before --width/--height."""
     num_random: int = 10_000
     """Gaussians for --init random (and points carved from masks)."""
-    sh_degree: int = 0
-    """SH degree of point/random initialisations (0..3)."""
+    sh_degree: int | None = None
+    """SH degree (0..3) of the refined Gaussians and the written .ply; the initialisation's higher bands start
+    at zero (3 = what the original 3DGS code loads). Default: 0 for points/random, a ply's or predictor's own."""
+    renders: bool = True
+    """Write the held-out target views' renders and ground truth as PNGs to OUT's folder OUT_STEM_renders/."""
     auto_background: bool = True
     """Without --background: use the scene's uniform masked-out colour (e.g. white for NeRF-synthetic)."""
     progress: bool = True
@@ -92,6 +98,17 @@ def run(cmd: RefineCommand) -> int:
     out = Path(cmd.out)
     metrics_path = out.with_suffix(".json")
     check_output_path(out, sidecars={metrics_path: "foresplat refine"})
+    init = cmd.init
+    if cmd.ckpt is not None:
+        if cmd.init not in ("points", f"ckpt:{cmd.ckpt}"):
+            raise ValueError(f"--ckpt {cmd.ckpt} and --init {cmd.init}: give one initialisation")
+        init = f"ckpt:{cmd.ckpt}"
+    elif init.startswith("ckpt:"):
+        from foresplat.commands._vocab import deprecation
+
+        print(deprecation("foresplat refine", "--init ckpt:PATH", "--ckpt PATH"), file=sys.stderr)
+    if cmd.sh_degree is not None and cmd.sh_degree not in (0, 1, 2, 3):
+        raise ValueError(f"--sh-degree: expected 0, 1, 2 or 3, got {cmd.sh_degree}")
     bad_steps = [s for s in cmd.eval_steps if not 0 <= s <= cfg.steps]
     if bad_steps and tuple(cmd.eval_steps) != RefineCommand.__dataclass_fields__["eval_steps"].default:
         raise ValueError(f"--eval-steps: {bad_steps} outside [0, --steps {cfg.steps}]")
@@ -106,18 +123,25 @@ def run(cmd: RefineCommand) -> int:
     check_memory(refine_bytes(scene.num_views, w, h, n_init, cfg.views_per_step),
                  f"refine of {scene.num_views} views at {w}x{h} px with ~{n_init} Gaussians")
     scene = resize_to(scene, cmd.width, cmd.height).validate()
-    split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split_rule, cmd.split_seed)
+    split = split_views(scene, cmd.num_context, cmd.num_target, cmd.split, cmd.split_seed)
     if cfg.background is None and cmd.auto_background:
         bg = scene_background(split.context)
         if bg is not None:
             cfg = dataclasses.replace(cfg, background=bg)
-    g0 = initialize(cmd.init, split.context, num_random=cmd.num_random, seed=cfg.seed, sh_degree=cmd.sh_degree)
+    g0 = initialize(init, split.context, num_random=cmd.num_random, seed=cfg.seed, sh_degree=cmd.sh_degree or 0)
+    if cmd.sh_degree is not None:
+        from foresplat.io import pad_sh_degree
+
+        try:
+            g0 = pad_sh_degree(g0, cmd.sh_degree)
+        except ValueError as e:
+            raise ValueError(f"--sh-degree: {e}") from None
     refiner = Refiner(cfg, split.context)
     g = refiner.start(g0)
     state = refiner.init_state(g)
     evals = sorted({s for s in cmd.eval_steps if 0 <= s <= cfg.steps} | {cfg.steps}) if cmd.num_target else []
     report: dict = {
-        "scene": scene.name, "scene_spec": cmd.scene, "init": cmd.init, "width": scene.width,
+        "scene": scene.name, "scene_spec": cmd.scene, "init": init, "width": scene.width,
         "height": scene.height, "context_indices": split.context_indices,
         "target_indices": split.target_indices, "num_gaussians": g.num, "extent": refiner.extent,
         "config": dataclasses.asdict(cfg), "eval": [], "losses": [], "train_psnr": [],
@@ -131,7 +155,7 @@ def run(cmd: RefineCommand) -> int:
                                "psnr_per_view": m["psnr"], "ssim_per_view": m["ssim"]})
 
     def save() -> None:
-        write_ply(out, g.detach())
+        write_ply(out, g.detach(), sh_degree=cmd.sh_degree)
         atomic_write_json(metrics_path, report)
 
     live = None
@@ -173,8 +197,16 @@ def run(cmd: RefineCommand) -> int:
     finally:
         bar.close()
     report["seconds"] = time.perf_counter() - t_start - report.get("view_seconds", 0.0)
+    if cmd.renders and split.target.num_views:
+        from foresplat.commands.render import write_view_renders
+
+        folder = out.with_name(f"{out.stem}_renders")
+        r = write_view_renders(g, split.target, split.target_indices, folder, background=cfg.background,
+                               backend=cfg.backend)
+        report["renders"] = {"folder": str(folder), "psnr": r["psnr"], "ssim": r["ssim"]}
     save()
-    print(f"wrote {out} ({g.num} Gaussians, {report['steps_done']} steps) and {metrics_path}")
+    print(f"wrote {out} ({g.num} Gaussians, {report['steps_done']} steps) and {metrics_path}"
+          + (f"; held-out renders in {report['renders']['folder']}" if "renders" in report else ""))
     if live is not None:
         live.close(0.0 if report["interrupted"] else cmd.view_wait)
     if report["interrupted"]:
@@ -185,5 +217,7 @@ def run(cmd: RefineCommand) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat refine` (see module docstring)."""
-    cmd = tyro.cli(RefineCommand, args=argv, prog="foresplat refine")
+    from foresplat.commands._vocab import modernize
+
+    cmd = tyro.cli(RefineCommand, args=modernize("refine", argv), prog="foresplat refine")
     return run(cmd)

@@ -1,11 +1,16 @@
-"""`foresplat render`: render a 3DGS .ply (orbit views) or a preview of a built-in synthetic scene to PNGs.
+"""`foresplat render`: render a 3DGS .ply from a scene's cameras or orbit views, or preview a scene, to PNGs.
 
-    foresplat render --ply scene.ply --out renders/ --views 12 --width 320 --height 240
-    foresplat render --synthetic-seed 3 --out preview/
+    foresplat render --ply refined.ply --scene synthetic:3 --views target --out renders/   # + PSNR / SSIM
+    foresplat render --ply scene.ply --out renders/ --views 12 --width 320 --height 240  # orbit
+    foresplat render --scene synthetic:3 --out preview/                                  # preview from points
 
-For a .ply, cameras orbit the Gaussians' centre (median of the means) at a distance that fits the
+With --ply and --scene, the .ply is rendered from the scene's own cameras (`--views all`, or the
+held-out `target` / `context` views of the split recorded in the .ply's JSON by refine / predict, else
+of --split), each render is written next to its ground truth (view_NNN.png, gt_NNN.png, NNN = the
+scene's view index) and PSNR / SSIM against the images are printed and written to metrics.json.
+For a .ply alone, cameras orbit the Gaussians' centre (median of the means) at a distance that fits the
 bulk of them (90th percentile radius), looking at the centre, with `--up` as the world up axis.
-For a synthetic scene (foresplat.data.synthetic.generate_scene) the scene's own cameras are used and
+For a scene alone (a synthetic one is generated at --width x --height) the scene's own cameras are used and
 the Gaussians are a PREVIEW built from the scene's points (refine.init.init_from_points, opacity 0.9):
 the ground-truth views are written next to the renders (target_XX.png). Every PNG is written
 atomically; `--depth` adds normalized depth maps.
@@ -17,11 +22,13 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import tyro
+
+from foresplat.commands._vocab import SPLIT_DEFAULT
 
 from foresplat.cameras import Cameras, look_at
 from foresplat.gaussians import Gaussians
@@ -32,46 +39,71 @@ _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0),
 
 @dataclass
 class RenderCommand:
-    """Render a .ply or a synthetic scene preview to PNG images."""
+    """Render a .ply (from a scene's cameras or orbit views) or a scene preview to PNG images."""
 
     out: Path
     """Output folder (created)."""
     ply: Path | None = None
-    """A 3DGS-layout .ply to render from orbit cameras."""
-    synthetic_seed: int | None = None
-    """Render a preview (Gaussians from the scene's points) of synthetic scene SEED instead."""
-    width: int = 256
-    """Image width in pixels."""
-    height: int = 256
-    """Image height in pixels."""
+    """A 3DGS-layout .ply: rendered from --scene's cameras, else from orbit cameras."""
+    scene: str | None = None
+    """Scene (folder/file or synthetic:SEED): with --ply, render from its cameras and score against its images;
+    alone, a preview built from its sparse points."""
+    synthetic_seed: Annotated[int | None, tyro.conf.Suppress] = None
+    """Deprecated spelling of --scene synthetic:SEED (kept for one release)."""
+    width: int | None = None
+    """Image width in pixels (orbit / synthetic preview: 256; a scene's views are resized to it: default
+    the size in the .ply's JSON, else as loaded)."""
+    height: int | None = None
+    """Image height in pixels (as --width)."""
     backend: Literal["auto", "reference", "cpu", "gsplat"] = "auto"
     """Rasterizer backend (auto: gsplat on CUDA, else the native cpu kernel)."""
     device: Literal["cpu", "cuda"] = "cpu"
     """Device to render on."""
-    views: int = 8
-    """Number of orbit views (.ply only)."""
+    views: int | Literal["all", "target", "context"] | None = None
+    """With --scene: all views (default), or the held-out target / the context views of the split; without:
+    the number of orbit views (default 8)."""
+    num_context: int = 12
+    """With --scene and no .ply JSON: context views of the split (as refine / predict)."""
+    num_target: int = 4
+    """With --scene and no .ply JSON: held-out target views of the split (as refine / predict)."""
+    split: Literal["random", "even", "first"] = SPLIT_DEFAULT
+    """With --scene and no .ply JSON: how views are split (the default is the same in predict, refine and eval)."""
+    split_seed: int = 0
+    """Seed of the random split."""
     fov_deg: float = 50.0
     """Horizontal field of view of the orbit cameras, degrees (.ply only)."""
     elevation_deg: float = 20.0
     """Elevation of the orbit above the plane orthogonal to --up, degrees (.ply only)."""
     up: Literal["x", "y", "z", "-x", "-y", "-z"] = "z"
     """World up axis of the .ply (3DGS scenes from COLMAP are often -y)."""
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Background colour (RGB in [0, 1])."""
+    background: tuple[float, float, float] | None = None
+    """Background colour (RGB in [0, 1]; default black, or with --scene the refinement's background from the
+    .ply's JSON, else the scene's uniform masked-out colour)."""
     depth: bool = False
     """Also write depth maps (depth_XX.png, near = bright, normalized per image)."""
 
     def validate(self) -> "RenderCommand":
         """Raises ValueError naming the bad option."""
-        if (self.ply is None) == (self.synthetic_seed is None):
-            raise ValueError("foresplat render: give exactly one of --ply PATH or --synthetic-seed N")
-        if self.width <= 0 or self.height <= 0:
+        if self.synthetic_seed is not None:
+            if self.scene is not None:
+                raise ValueError("--synthetic-seed (deprecated) and --scene: give only --scene synthetic:SEED")
+            self.scene, self.synthetic_seed = f"synthetic:{int(self.synthetic_seed)}", None
+        if self.ply is None and self.scene is None:
+            raise ValueError("give --ply PATH (orbit views), --scene SCENE (a preview from its points), or both "
+                             "(the .ply from the scene's cameras); got neither")
+        if (self.width is not None and self.width <= 0) or (self.height is not None and self.height <= 0):
             raise ValueError(f"--width/--height: must be positive, got {self.width}x{self.height}")
-        if self.views <= 0:
-            raise ValueError(f"--views: must be positive, got {self.views}")
+        if self.ply is not None and self.scene is not None:
+            self.views = "all" if self.views is None else self.views
+            if not isinstance(self.views, str):
+                raise ValueError(f"--views: with --scene expected all, target or context, got {self.views}")
+        else:
+            self.views = 8 if self.views is None else self.views
+            if isinstance(self.views, str) or self.views <= 0:
+                raise ValueError(f"--views: without --scene (orbit views) expected a positive count, got {self.views}")
         if not 0.0 < self.fov_deg < 179.0:
             raise ValueError(f"--fov-deg: must be in (0, 179), got {self.fov_deg}")
-        if any(not 0.0 <= c <= 1.0 for c in self.background):
+        if self.background is not None and any(not 0.0 <= c <= 1.0 for c in self.background):
             raise ValueError(f"--background: RGB values must be in [0, 1], got {self.background}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device available")
@@ -133,25 +165,107 @@ def _load(cfg: RenderCommand) -> tuple[Gaussians, Cameras, torch.Tensor | None]:
         from foresplat.io.ply import check_gaussian_values, read_ply
         from foresplat.limits import check_memory, gaussians_bytes, render_bytes
 
+        w, h = cfg.width or 256, cfg.height or 256
         gaussians = check_gaussian_values(read_ply(cfg.ply), str(cfg.ply))
-        check_memory(render_bytes(cfg.width, cfg.height) + gaussians_bytes(gaussians.num),
-                     f"render of {gaussians.num} Gaussians at {cfg.width}x{cfg.height} px")
-        cams = orbit_cameras(gaussians.means, cfg.views, cfg.width, cfg.height, cfg.fov_deg,
-                             cfg.elevation_deg, cfg.up)
+        check_memory(render_bytes(w, h) + gaussians_bytes(gaussians.num),
+                     f"render of {gaussians.num} Gaussians at {w}x{h} px")
+        cams = orbit_cameras(gaussians.means, cfg.views, w, h, cfg.fov_deg, cfg.elevation_deg, cfg.up)
         return gaussians, cams, None
     from foresplat.data.synthetic import SyntheticConfig, generate_scene
     from foresplat.refine.init import init_from_points
 
     from foresplat.limits import check_memory, render_bytes, scene_bytes
 
-    syn = SyntheticConfig(width=cfg.width, height=cfg.height)
-    check_memory(scene_bytes(syn.num_views, cfg.width, cfg.height) + render_bytes(cfg.width, cfg.height),
-                 f"synthetic scene preview of {syn.num_views} views at {cfg.width}x{cfg.height} px")
-    scene = generate_scene(int(cfg.synthetic_seed), syn)
+    kind, _, arg = str(cfg.scene).partition(":")
+    if kind == "synthetic" and arg.lstrip("-").isdigit():
+        w, h = cfg.width or 256, cfg.height or 256
+        syn = SyntheticConfig(width=w, height=h)
+        check_memory(scene_bytes(syn.num_views, w, h) + render_bytes(w, h),
+                     f"synthetic scene preview of {syn.num_views} views at {w}x{h} px")
+        scene = generate_scene(int(arg), syn)
+    else:
+        from foresplat.data.spec import load_scene_spec, resize_to
+
+        scene = resize_to(load_scene_spec(cfg.scene), cfg.width, cfg.height).validate()
     if scene.points is None or scene.points.shape[0] == 0:
-        raise ValueError(f"synthetic scene {cfg.synthetic_seed}: has no points to build a preview from")
+        raise ValueError(f"scene {cfg.scene}: has no sparse points to build a preview from")
     gaussians = init_from_points(scene.points, scene.point_colors, opacity=0.9)
     return gaussians, scene.cameras, scene.images
+
+
+def write_view_renders(gaussians: Gaussians, views, indices: list[int], out: Path, *,
+                       background=None, backend: str = "auto") -> dict:
+    """Renders unbatched `gaussians` from every camera of `views` (a Scene whose view j is the scene's view
+    indices[j]), writes view_NNN.png and gt_NNN.png (NNN = indices[j]) into `out` and returns
+    {"views": [{"index", "psnr", "ssim", "render", "gt"}], "psnr", "ssim"} (means over the views)."""
+    from foresplat.refine.loss import psnr, ssim
+    from foresplat.render import render
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    g = gaussians.detach()
+    bg = torch.tensor((0.0, 0.0, 0.0) if background is None else background, dtype=g.dtype, device=g.device)
+    cams = views.cameras.to(device=g.device, dtype=g.dtype)
+    rows = []
+    with torch.no_grad():
+        for j, idx in enumerate(indices):
+            pred = render(g, cams.index([j]), backgrounds=bg.expand(1, 3), backend=backend).colors.clamp(0, 1)
+            target = views.images[j:j + 1].to(pred)
+            row = {"index": int(idx), "psnr": float(psnr(pred, target)[0]), "ssim": float(ssim(pred, target)),
+                   "render": str(out / f"view_{idx:03d}.png"), "gt": str(out / f"gt_{idx:03d}.png")}
+            _to_png(Path(row["render"]), pred[0])
+            _to_png(Path(row["gt"]), target[0])
+            rows.append(row)
+    mean = (lambda k: sum(r[k] for r in rows) / len(rows)) if rows else (lambda k: None)
+    return {"views": rows, "psnr": mean("psnr"), "ssim": mean("ssim")}
+
+
+def run_scene(cfg: RenderCommand) -> dict:
+    """--ply with --scene: renders the chosen views of the scene (see module docstring), writes the PNGs and
+    metrics.json into cfg.out and returns the metrics (write_view_renders' dict + the scene and split)."""
+    from foresplat.commands.view import sidecar
+    from foresplat.data.scene import split_views
+    from foresplat.data.spec import load_scene_spec, resize_to
+    from foresplat.io import atomic_write_json
+    from foresplat.io.ply import check_gaussian_values, read_ply
+
+    g = check_gaussian_values(read_ply(cfg.ply), str(cfg.ply))
+    meta = sidecar(Path(cfg.ply))
+    same_scene = meta.get("scene_spec") == cfg.scene
+    width, height = cfg.width, cfg.height
+    if width is None and height is None and same_scene and "width" in meta and "height" in meta:
+        width, height = int(meta["width"]), int(meta["height"])
+    n_meta = len(meta.get("context_indices", [])) + len(meta.get("target_indices", []))
+    scene = load_scene_spec(cfg.scene, num_views=max(16, cfg.num_context + cfg.num_target, n_meta))
+    scene = resize_to(scene, width, height).validate()
+    if cfg.views == "all":
+        indices, source = list(range(scene.num_views)), "all views"
+    elif same_scene and meta.get(f"{cfg.views}_indices"):
+        indices, source = [int(i) for i in meta[f"{cfg.views}_indices"]], f"{cfg.views} views of {cfg.ply.with_suffix('.json')}"
+    else:
+        split = split_views(scene, cfg.num_context, cfg.num_target, cfg.split, cfg.split_seed)
+        indices = split.target_indices if cfg.views == "target" else split.context_indices
+        source = f"{cfg.views} views of --split {cfg.split}"
+    if not indices or max(indices) >= scene.num_views:
+        raise ValueError(f"--views {cfg.views}: view indices {indices} do not fit scene {cfg.scene} "
+                         f"({scene.num_views} views)")
+    background = cfg.background
+    if background is None:
+        background = (meta.get("config") or {}).get("background") if same_scene else None
+    if background is None:
+        from foresplat.refine.init import scene_background
+
+        background = scene_background(scene)
+    device = torch.device(cfg.device)
+    metrics = write_view_renders(g.to(device=device, dtype=torch.float32), scene.subset(indices), indices,
+                                 Path(cfg.out), background=background, backend=cfg.backend)
+    metrics.update({"ply": str(cfg.ply), "scene_spec": cfg.scene, "width": scene.width, "height": scene.height,
+                    "views_from": source, "background": None if background is None else list(background)})
+    atomic_write_json(Path(cfg.out) / "metrics.json", metrics)
+    for row in metrics["views"]:
+        print(f"view {row['index']:3d}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+    print(f"mean over {len(indices)} {source}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+    return metrics
 
 
 def run(cfg: RenderCommand) -> list[Path]:
@@ -164,11 +278,14 @@ def run(cfg: RenderCommand) -> list[Path]:
 
     cfg.validate()
     check_output_dir(cfg.out)
+    if cfg.ply is not None and cfg.scene is not None:
+        m = run_scene(cfg)
+        return [Path(r[k]) for r in m["views"] for k in ("render", "gt")] + [Path(cfg.out) / "metrics.json"]
     gaussians, cams, targets = _load(cfg)
     device = torch.device(cfg.device)
     gaussians = gaussians.to(device=device, dtype=torch.float32)
     cams = cams.to(device=device, dtype=torch.float32)
-    bg = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+    bg = torch.tensor(cfg.background or (0.0, 0.0, 0.0), dtype=torch.float32, device=device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -188,12 +305,14 @@ def run(cfg: RenderCommand) -> list[Path]:
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat render`."""
-    cfg = tyro.cli(RenderCommand, args=argv, prog="foresplat render")
+    from foresplat.commands._vocab import modernize
+
+    cfg = tyro.cli(RenderCommand, args=modernize("render", argv), prog="foresplat render")
     try:
         written = run(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"foresplat render: {e}", file=sys.stderr)
         return 2
-    source = cfg.ply if cfg.ply is not None else f"synthetic scene {cfg.synthetic_seed} (preview from points)"
+    source = cfg.ply if cfg.ply is not None else f"scene {cfg.scene} (preview from points)"
     print(f"rendered {source}: {len(written)} images in {cfg.out}")
     return 0

@@ -1,8 +1,8 @@
 """`foresplat train --preset tiny|demo|base [--rule NAME] [overrides...]`: train a predictor.
 
     foresplat train --preset demo
-    foresplat train --preset base --rule metagrad --init-checkpoint runs/base/model --train-backbone False \\
-        --rule.lam 0.0 --iterations 2000 --out-dir runs/metagrad
+    foresplat train --preset base --rule metagrad --ckpt runs/base/model --train-backbone False \\
+        --rule.lam 0.0 --iterations 2000 --out runs/metagrad
     torchrun --standalone --nproc_per_node 2 -m foresplat.cli train --preset tiny
     foresplat train --preset base --resume auto          # continue a killed run exactly
 
@@ -24,6 +24,9 @@ from foresplat.train.config import PRESETS, TrainConfig, train_preset
 
 def parse(argv: list[str]) -> TrainConfig:
     """argv -> the resolved TrainConfig (preset, then --rule, then tyro overrides)."""
+    from foresplat.commands._vocab import modernize
+
+    argv = modernize("train", argv)
     pre = argparse.ArgumentParser(prog="foresplat train", add_help=False, allow_abbrev=False)
     pre.add_argument("--preset", choices=sorted(PRESETS), default="base")
     pre.add_argument("--rule", choices=list(RuleName.__args__), default=None)

@@ -74,6 +74,9 @@ class EvalConfig:
     """Method the derived figures compare against (None: the first name containing "vanilla")."""
     save_ply: bool = True
     """Write each scene's refined Gaussians (final step) as .ply per method."""
+    sh_degree: int | None = None
+    """SH degree of those .ply files (0..3; higher bands zero-padded; 3 = what the original 3DGS code loads).
+    None: the Gaussians' own degree."""
     save_grids: bool = True
     """Write an image grid per scene (ground truth, step 0 and final render of each method)."""
     budget_slack: float = 0.02
@@ -99,6 +102,8 @@ class EvalConfig:
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"EvalConfig.baselines: unknown {unknown}; known: {list(BASELINES)}")
+        if self.sh_degree is not None and self.sh_degree not in (0, 1, 2, 3):
+            raise ValueError(f"EvalConfig.sh_degree: expected 0, 1, 2, 3 or None, got {self.sh_degree}")
         if self.random_count is not None and self.random_count < 1:
             raise ValueError(f"EvalConfig.random_count: expected >= 1 or None, got {self.random_count}")
         self.refine.validate()
@@ -321,7 +326,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[MethodSpec], config: EvalConf
                 from foresplat.io import write_ply
 
                 path = out_dir / "ply" / _safe(scene.name) / f"{_safe(method.name)}.ply"
-                write_ply(path, run.gaussians.detach().to("cpu"))
+                write_ply(path, run.gaussians.detach().to("cpu"), sh_degree=config.sh_degree)
                 mr.ply = str(path)
             columns += [(f"{method.name} 0", renders[min(renders)]),
                         (f"{method.name} {max_steps}", renders[max(renders)])]

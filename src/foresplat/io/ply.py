@@ -25,7 +25,7 @@ import torch
 from foresplat.gaussians import SH_DEGREE_OF_K, Gaussians
 from foresplat.io.atomic import atomic_open
 
-__all__ = ["write_ply", "read_ply", "ply_property_names", "check_gaussian_values"]
+__all__ = ["write_ply", "read_ply", "ply_property_names", "pad_sh_degree", "check_gaussian_values"]
 
 _K_OF_REST = {3 * (k - 1): k for k in SH_DEGREE_OF_K}  # number of f_rest properties -> K
 
@@ -40,16 +40,41 @@ def ply_property_names(sh_degree: int) -> list[str]:
             + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
 
 
-def write_ply(path: str | os.PathLike, gaussians: Gaussians) -> Path:
+def pad_sh_degree(gaussians: Gaussians, sh_degree: int) -> Gaussians:
+    """`gaussians` with SH degree raised to `sh_degree` by zero higher bands (sh [..., N, K, 3] ->
+    [..., N, (sh_degree+1)^2, 3]); renders identically. Unchanged when already that degree.
+    Raises ValueError for a degree outside 0..3 or below the current one (that would drop colour)."""
+    if sh_degree not in (0, 1, 2, 3):
+        raise ValueError(f"sh_degree: expected 0, 1, 2 or 3, got {sh_degree}")
+    have = gaussians.sh_degree
+    if sh_degree < have:
+        raise ValueError(f"sh_degree {sh_degree}: the Gaussians have SH degree {have}; lowering it would "
+                         f"drop colour bands (ask for {have} or more)")
+    if sh_degree == have:
+        return gaussians
+    sh = gaussians.sh
+    pad = sh.new_zeros(*sh.shape[:-2], (sh_degree + 1) ** 2 - sh.shape[-2], 3)
+    return gaussians.replace(sh=torch.cat([sh, pad], dim=-2))
+
+
+def write_ply(path: str | os.PathLike, gaussians: Gaussians, sh_degree: int | None = None) -> Path:
     """Writes an unbatched `Gaussians` (N may be 0) to `path` in the 3DGS layout, atomically.
 
+    sh_degree: write this SH degree (0..3), zero-padding the higher bands (`pad_sh_degree`); the
+    original 3DGS loader (and viewers built on it) expect 3. None: the Gaussians' own degree.
     Values are converted to float32 (bit-exact for float32 input). Raises ValueError for a
-    batched set, non-finite values or zero quaternions (naming the field). Returns the Path.
+    batched set, non-finite values, zero quaternions (naming the field) or a degree below the
+    Gaussians' own. Returns the Path.
     """
     path = Path(path)
     if gaussians.batch_shape:
         raise ValueError(f"write_ply({path}): expects an unbatched Gaussians, got batch shape "
                          f"{list(gaussians.batch_shape)}")
+    if sh_degree is not None:
+        try:
+            gaussians = pad_sh_degree(gaussians, sh_degree)
+        except ValueError as e:
+            raise ValueError(f"write_ply({path}): {e}") from None
     g = gaussians.detach().to(device="cpu", dtype=torch.float32).validate(f"write_ply({path})")
     n, k = g.num, g.sh.shape[-2]
     columns = [

@@ -7,7 +7,9 @@ eval'd. `train_preset(name)` returns a fresh copy of a preset; the CLI applies o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from foresplat.data.synthetic_config import SyntheticConfig
 from foresplat.meta import RuleConfig
@@ -21,11 +23,11 @@ class TrainConfig:
     """A training run: model, rule, data, optimisation, logging (one line per field)."""
 
     model: PredictorConfig = field(default_factory=lambda: PredictorConfig.preset("edge-s"))
-    """Predictor architecture (ignored when init_checkpoint is set: the checkpoint's config is used)."""
+    """Predictor architecture (ignored with --ckpt: the checkpoint's config is used)."""
     rule: RuleConfig = field(default_factory=RuleConfig)
     """Training rule (foresplat.meta): vanilla, metagrad, reptile, dense, unrolled."""
-    init_checkpoint: str | None = None
-    """Start from this predictor checkpoint's weights (fine-tuning) instead of a random init."""
+    init_checkpoint: Annotated[str | None, tyro.conf.arg(name="ckpt")] = None
+    """Start from this predictor checkpoint's weights (fine-tuning) instead of a random init (--ckpt)."""
     train_backbone: bool = True
     """False: freeze the backbone and train the Gaussian head only (MetaGrad fine-tuning)."""
     batch_size: int = 2
@@ -66,8 +68,8 @@ class TrainConfig:
     """Clip the global gradient norm to this (0 = no clipping)."""
     seed: int = 0
     """Seed of the model init and of every random draw (scenes, splits, rule generators)."""
-    out_dir: str = "runs/train"
-    """Run folder: config.yaml, metrics.jsonl, checkpoints/, model.{safetensors,json}, summary.json."""
+    out_dir: Annotated[str, tyro.conf.arg(name="out")] = "runs/train"
+    """Run folder (--out): config.yaml, metrics.jsonl, checkpoints/, model.{safetensors,json}, summary.json."""
     resume: str | None = None
     """Continue a run: a checkpoint path, or "auto" = the latest checkpoint in out_dir (fresh start if none)."""
     log_interval: int = 10
