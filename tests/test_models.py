@@ -226,7 +226,43 @@ def test_predict_scene_matches_batched_forward():
     g = m.predict(scene)
     with torch.no_grad():
         ref = m(images, viewmats, Ks, near, far)[0]
-    assert g.batch_shape == () and torch.equal(g.means, ref.means)
+    # predict() runs in the normalised frame; the edge network is scale-equivariant, so the two agree
+    assert g.batch_shape == ()
+    for a, b in zip(g.tensors(), ref.tensors()):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["edge-t", "edge-r"])
+def test_prediction_invariant_to_world_similarity(preset):
+    """Scaling (x 1000, e.g. metres -> millimetres), rotating and moving the world frame moves the
+    prediction with it: predict(T scene) == T predict(scene)."""
+    import math
+
+    from foresplat.models.geometry import matrix_to_quat, quat_multiply
+
+    torch.manual_seed(0)
+    m = Predictor(PredictorConfig.preset(preset)).eval()
+    images, viewmats, Ks, near, far = make_views(1, 3)
+    scene = Scene(images[0], Cameras(viewmats[0].double(), Ks[0], 32, 32), near=1.0, far=8.0)
+    s, a = 1000.0, 0.7
+    R = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]], dtype=torch.float64)
+    t = torch.tensor([5e4, -3e4, 2e4], dtype=torch.float64)
+    # x_new = s R x + t; camera coordinates (and depths) scale by s: [Rc | tc] -> [Rc R^T | s tc - Rc R^T t]
+    vm = viewmats[0].double().clone()
+    Rc, tc = vm[:, :3, :3].clone(), vm[:, :3, 3].clone()
+    vm[:, :3, :3] = Rc @ R.T
+    vm[:, :3, 3] = s * tc - (Rc @ R.T @ t)
+    moved = Scene(images[0], Cameras(vm, Ks[0], 32, 32), near=s * 1.0, far=s * 8.0)
+    g, g2 = m.predict(scene), m.predict(moved)
+    expect = (s * g.means.double() @ R.T + t)
+    assert torch.allclose(g2.means.double(), expect, rtol=0, atol=1e-3 * s * float(g.means.abs().max()))
+    assert torch.allclose(g2.log_scales, g.log_scales + math.log(s), atol=2e-3)
+    assert torch.allclose(g2.opacity_logits, g.opacity_logits, atol=2e-3)
+    assert torch.allclose(g2.sh[:, 0], g.sh[:, 0], atol=2e-3)
+    qR = matrix_to_quat(R.float())
+    q1 = torch.nn.functional.normalize(quat_multiply(qR.expand_as(g.quats), g.quats), dim=-1)
+    q2 = torch.nn.functional.normalize(g2.quats, dim=-1)
+    assert torch.allclose((q1 * q2).sum(-1).abs(), torch.ones(g.num), atol=2e-3)  # same rotation up to sign
 
 
 # ---- registry and bad configs ------------------------------------------------------------------
@@ -318,13 +354,48 @@ def test_checkpoint_from_another_schema_or_kind_is_refused(tmp_path):
     m.save(tmp_path / "m")
     meta_path = tmp_path / "m.json"
     meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "predictor_schema": 999}))
+    from foresplat.io.checkpoint import meta_digest
+
+    def write(m, sign=True):  # as another foresplat version would have written it (a valid meta_sha256)
+        meta_path.write_text(json.dumps({**m, "meta_sha256": meta_digest(m)} if sign else m))
+
+    write({**meta, "predictor_schema": 999})
     with pytest.raises(ValueError, match="schema 999"):
         Predictor.from_checkpoint(tmp_path / "m")
-    meta_path.write_text(json.dumps({**meta, "kind": "optimizer"}))
+    write({**meta, "kind": "optimizer"})
     with pytest.raises(ValueError, match="kind is 'optimizer'"):
         Predictor.from_checkpoint(tmp_path / "m")
     other = PredictorConfig.preset("edge-s").to_dict()
-    meta_path.write_text(json.dumps({**meta, "config": other}))
-    with pytest.raises(ValueError, match="weights do not match"):
+    write({**meta, "config": other})
+    with pytest.raises(ValueError, match="config does not fit the stored weights"):
         Predictor.from_checkpoint(tmp_path / "m")
+
+
+def test_checkpoint_config_is_covered_by_the_checksum_and_checked_before_allocation(tmp_path, monkeypatch):
+    """An edited JSON config is refused (meta_sha256); a legacy checkpoint without meta_sha256 still
+    loads, and a config that does not fit its weights is refused before the model is allocated."""
+    m = Predictor(PredictorConfig.preset("edge-t"))
+    m.save(tmp_path / "m")
+    meta_path = tmp_path / "m.json"
+    meta = json.loads(meta_path.read_text())
+    assert len(meta["meta_sha256"]) == 64
+    huge = json.loads(json.dumps(meta["config"]).replace('"hidden_channels": 24', '"hidden_channels": 65536'))
+    assert huge != meta["config"]
+    meta_path.write_text(json.dumps({**meta, "config": huge}))
+    with pytest.raises(ValueError, match="meta_sha256"):
+        Predictor.from_checkpoint(tmp_path / "m")
+    legacy = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    meta_path.write_text(json.dumps(legacy))
+    assert Predictor.from_checkpoint(tmp_path / "m").config == m.config
+    built = []
+    real_init = Predictor.__init__
+
+    def spy(self, config):
+        built.append(torch.empty(0).device.type)  # the default device the model is built on
+        real_init(self, config)
+
+    monkeypatch.setattr(Predictor, "__init__", spy)
+    meta_path.write_text(json.dumps({**legacy, "config": huge}))
+    with pytest.raises(ValueError, match="config does not fit the stored weights"):
+        Predictor.from_checkpoint(tmp_path / "m")
+    assert built == ["meta"]  # only the shape check ran: no real allocation

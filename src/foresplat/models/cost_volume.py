@@ -43,11 +43,33 @@ def plane_sweep_correlation(features: torch.Tensor, viewmats: torch.Tensor, Ks: 
     inv_depths  [B, D]           plane inverse depths of each scene
     returns     [B, V, D, h, w]  mean correlation over the sources that see the point (0 if none)
     """
+    C = features.shape[2]
+    return _plane_sweep(features, viewmats, Ks, inv_depths, num_sources,
+                        lambda warped, ref: (warped * ref).sum(dim=1) / C**0.5, empty=0.0)
+
+
+def plane_sweep_photometric(images: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor,
+                            inv_depths: torch.Tensor, num_sources: int) -> torch.Tensor:
+    """Photometric cost volume: mean absolute colour difference, no learned features.
+
+    images      [B, V, 3, h, w]  colours in [0, 1] at the cost-volume resolution
+    viewmats, Ks, inv_depths, num_sources as in plane_sweep_correlation
+    returns     [B, V, D, h, w]  mean over the sources that see the point of mean_rgb |I_ref - I_src(warp)|
+                                 (1 where no source sees the point: the largest possible cost)
+    """
+    return _plane_sweep(images, viewmats, Ks, inv_depths, num_sources,
+                        lambda warped, ref: (warped - ref).abs().mean(dim=1), empty=1.0)
+
+
+def _plane_sweep(features: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, inv_depths: torch.Tensor,
+                 num_sources: int, compare, empty: float) -> torch.Tensor:
+    """Shared sweep: compare(warped [BV, C, D, hw], ref [BV, C, 1, hw]) -> [BV, D, hw], averaged over
+    the sources that see each point; `empty` where none does. Returns [B, V, D, h, w]."""
     B, V, Cf, h, w = features.shape
     D = inv_depths.shape[1]
     k = min(num_sources, V - 1)
     if k <= 0:
-        return features.new_zeros(B, V, D, h, w)
+        return features.new_full((B, V, D, h, w), empty)
     dtype = features.dtype
     cams = viewmats.to(dtype)
     src = nearest_sources(cams.detach(), k)  # [B, V, k]
@@ -76,8 +98,8 @@ def plane_sweep_correlation(features: torch.Tensor, viewmats: torch.Tensor, Ks: 
         src_feat = features[bidx, j].reshape(B * V, Cf, h, w)  # [BV, C, h, w]
         warped = F.grid_sample(src_feat, grid.reshape(B * V, D, h * w, 2), mode="bilinear",
                                padding_mode="zeros", align_corners=False)  # [BV, C, D, hw]
-        corr = (warped * ref).sum(dim=1) / Cf**0.5  # [BV, D, hw]
         m = valid.reshape(B * V, D, h * w).to(dtype)
-        acc = acc + corr * m
+        acc = acc + compare(warped, ref) * m
         cnt = cnt + m
-    return (acc / cnt.clamp(min=1.0)).reshape(B, V, D, h, w)
+    out = torch.where(cnt > 0, acc / cnt.clamp(min=1.0), torch.full_like(acc, empty))
+    return out.reshape(B, V, D, h, w)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foresplat.models.backbone import Backbone, BackboneConfig, BackboneOutput, register_backbone
-from foresplat.models.cost_volume import inverse_depth_candidates, plane_sweep_correlation
+from foresplat.models.cost_volume import inverse_depth_candidates, plane_sweep_correlation, plane_sweep_photometric
 from foresplat.models.geometry import scale_intrinsics
 from foresplat.models.layers import ConvNormAct, Stage, UNet, small_init_
 
@@ -54,6 +54,10 @@ class EdgeConfig(BackboneConfig):
     """Feature channels at the prediction resolution (input of the Gaussian head)."""
     depth_residual: float = 0.1
     """Bound of the learned log-depth correction at the prediction resolution (|delta log z| <= this)."""
+    photometric_cost: bool = False
+    """Also sweep the colours themselves (plane_sweep_photometric, no learned features): its
+    per-pixel standardised cost enters the U-Net and, scaled by a learned gain, the depth logits,
+    so an untrained network already does plane-sweep stereo and the learned part corrects it."""
 
     def validate(self) -> "EdgeConfig":
         """Raises ValueError naming the field when a setting is impossible."""
@@ -89,6 +93,9 @@ EDGE_PRESETS: dict[str, EdgeConfig] = {
                          num_sources=3, unet_channels=64, unet_levels=3, unet_blocks=1, out_channels=48),
     "edge-l": EdgeConfig(encoder_channels=(64, 128), encoder_blocks=2, match_channels=64, num_depths=64,
                          num_sources=4, unet_channels=80, unet_levels=3, unet_blocks=2, out_channels=64),
+    "edge-r": EdgeConfig(encoder_channels=(32, 48), encoder_blocks=1, feature_stride=2, match_channels=32,
+                         num_depths=48, num_sources=3, unet_channels=48, unet_levels=3, unet_blocks=1,
+                         out_channels=32, photometric_cost=True),
 }
 
 
@@ -104,8 +111,12 @@ class EdgeBackbone(Backbone[EdgeConfig]):
         self.stage4 = Stage(c0, c1, 2, c.encoder_blocks) if c.feature_stride == 4 else None
         cs = c1 if c.feature_stride == 4 else c0  # channels at the feature stride
         self.match = nn.Conv2d(cs, c.match_channels, 1)
-        self.unet = UNet(c.num_depths + cs, c.unet_channels, c.unet_levels, c.unet_blocks)
+        photo = c.num_depths if c.photometric_cost else 0
+        self.unet = UNet(c.num_depths + photo + cs, c.unet_channels, c.unet_levels, c.unet_blocks)
         self.depth_logits = nn.Conv2d(c.unet_channels, c.num_depths, 1)
+        if c.photometric_cost:
+            self.depth_logits = small_init_(self.depth_logits)
+            self.photo_gain = nn.Parameter(torch.tensor(2.0))  # logits += gain * (-standardised cost)
         skip = {1: 16, 2: c0, 4: c1}[c.prediction_stride]
         self.stage1 = ConvNormAct(3, skip) if c.prediction_stride == 1 else None  # full-res skip
         self.fuse = nn.Sequential(ConvNormAct(c.unet_channels + skip + 1, c.out_channels),
@@ -128,8 +139,18 @@ class EdgeBackbone(Backbone[EdgeConfig]):
         invd = inverse_depth_candidates(near.to(x.dtype), far.to(x.dtype), c.num_depths)  # [B, D]
         Ks_s = scale_intrinsics(Ks, ws / W, hs / H)  # [B, V, 3, 3] at the feature resolution
         cost = plane_sweep_correlation(m, viewmats, Ks_s, invd, c.num_sources)  # [B, V, D, hs, ws]
-        u = self.unet(torch.cat([cost.reshape(B * V, -1, hs, ws), fs], dim=1))  # [BV, cu, hs, ws]
-        prob = torch.softmax(self.depth_logits(u), dim=1)  # [BV, D, hs, ws]
+        volumes = [cost.reshape(B * V, -1, hs, ws)]
+        if c.photometric_cost:
+            rgb = F.interpolate(images.reshape(B * V, H, W, 3).permute(0, 3, 1, 2), size=(hs, ws), mode="area")
+            pc = plane_sweep_photometric(rgb.reshape(B, V, 3, hs, ws), viewmats, Ks_s, invd, c.num_sources)
+            pc = pc.reshape(B * V, -1, hs, ws)  # [BV, D, hs, ws] mean |colour difference|
+            pc = (pc - pc.mean(dim=1, keepdim=True)) / (pc.std(dim=1, keepdim=True) + 0.02)  # standardised per pixel
+            volumes.append(pc)
+        u = self.unet(torch.cat([*volumes, fs], dim=1))  # [BV, cu, hs, ws]
+        logits = self.depth_logits(u)  # [BV, D, hs, ws]
+        if c.photometric_cost:
+            logits = logits - self.photo_gain * volumes[1]
+        prob = torch.softmax(logits, dim=1)  # [BV, D, hs, ws]
         invd_v = invd.repeat_interleave(V, dim=0)[:, :, None, None]  # [BV, D, 1, 1]
         inv = (prob * invd_v).sum(dim=1, keepdim=True)  # [BV, 1, hs, ws] expected inverse depth
         conf = prob.amax(dim=1, keepdim=True)  # [BV, 1, hs, ws]

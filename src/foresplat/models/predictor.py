@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from foresplat._checks import check_tensor
+from foresplat.data.normalize import SceneNormalization
 from foresplat.data.scene import Scene
 from foresplat.gaussians import Gaussians
 from foresplat.models.backbone import Backbone, backbone_config_from_dict, build_backbone
@@ -79,8 +80,10 @@ PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
     "edge-s": PredictorConfig(EDGE_PRESETS["edge-s"], HeadConfig(hidden_channels=64, num_blocks=1)),
     "edge-m": PredictorConfig(EDGE_PRESETS["edge-m"], HeadConfig(hidden_channels=64, num_blocks=1)),
     "edge-l": PredictorConfig(EDGE_PRESETS["edge-l"], HeadConfig(hidden_channels=96, num_blocks=2)),
+    "edge-r": PredictorConfig(EDGE_PRESETS["edge-r"], HeadConfig(hidden_channels=48, num_blocks=1, opacity_init=0.2)),
 }
-"""Named predictor sizes: edge-t (tests), edge-s ~1M, edge-m ~3M, edge-l ~8M parameters."""
+"""Named predictor sizes: edge-t (tests), edge-s ~1M, edge-m ~3M, edge-l ~8M parameters; edge-r (real
+captures: photometric + learned cost volume at stride 2, 48 depth planes, low initial opacity)."""
 
 
 class Predictor(nn.Module):
@@ -157,14 +160,18 @@ class Predictor(nn.Module):
     @torch.no_grad()
     def predict(self, scene: Scene) -> Gaussians:
         """Unbatched prediction from every view of `scene` (already resized to multiples of `divisor`)
-        -> Gaussians [N] on the model's device."""
+        -> Gaussians [N] in the scene's world frame, on the model's device.
+
+        The network runs in the scene's normalised frame (foresplat.data.normalize): the result does
+        not depend on the units or the origin the poses were written in."""
         scene.validate()
+        norm = SceneNormalization.of(scene)
         dev = next(self.parameters()).device
         dtype = next(self.parameters()).dtype
-        s = scene.to(device=dev, dtype=dtype)
+        s = norm.apply(scene).to(device=dev, dtype=dtype)
         t = lambda x: torch.tensor([float(x)], device=dev, dtype=dtype)  # noqa: E731
-        g = self(s.images[None], s.cameras.viewmats[None], s.cameras.Ks[None], t(scene.near), t(scene.far))
-        return g[0]
+        g = self(s.images[None], s.cameras.viewmats[None], s.cameras.Ks[None], t(s.near), t(s.far))
+        return norm.to_world(g[0])
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def checkpoint_meta(self, step: int = 0) -> dict[str, Any]:
@@ -189,13 +196,33 @@ class Predictor(nn.Module):
 
         state, meta = load_checkpoint(path)
         config = config_from_checkpoint_meta(meta, str(path))
-        model = cls(config)
         weights = {k: v for k, v in state.items() if "/" not in k}
+        check_config_fits_weights(cls, config, weights, str(path))  # before allocating the model
+        model = cls(config)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise ValueError(f"{path}: weights do not match the predictor config stored with them: {e}") from e
         return model.to(map_location)
+
+
+def check_config_fits_weights(cls, config: PredictorConfig, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Builds the model of `config` on the meta device (no memory) and raises ValueError naming
+    `where` when its parameter names/shapes differ from `weights`: an edited or corrupt config
+    (e.g. huge channel counts) is refused before the real model is allocated."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{where}: the predictor config stored with the weights cannot be built ({e})") from e
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    if shapes != got:
+        missing = sorted(set(shapes) - set(got))[:3]
+        unexpected = sorted(set(got) - set(shapes))[:3]
+        differ = [f"{k}: config {shapes[k]} vs weights {got[k]}" for k in sorted(set(shapes) & set(got))
+                  if shapes[k] != got[k]][:3]
+        raise ValueError(f"{where}: the predictor config does not fit the stored weights (missing {missing}, "
+                         f"unexpected {unexpected}, shapes {differ}); the .json config was edited or is corrupt")
 
 
 def config_from_checkpoint_meta(meta: dict[str, Any], where: str) -> PredictorConfig:

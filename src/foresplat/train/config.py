@@ -6,6 +6,7 @@ eval'd. `train_preset(name)` returns a fresh copy of a preset; the CLI applies o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
@@ -45,13 +46,17 @@ class TrainConfig:
     synthetic_pool: int = 0
     """Distinct synthetic training scenes (seeds 0..pool-1, cached per process); 0 = an endless stream."""
     datasets: tuple[str, ...] = ()
-    """Scene folders (foresplat.data.load_scene) mixed into training with random view subsets and crops."""
+    """Scene folders (foresplat.data.load_scene) mixed into training with random view subsets and crops;
+    a folder that is not itself a scene stands for its training scenes (foresplat.data.catalog:
+    every scene under it except the visible and held-out evaluation scenes)."""
     dataset_weight: float = 0.5
     """Probability that a training scene comes from `datasets` rather than the synthetic generator."""
     dataset_downscale: int | None = None
     """Loader downscale factor for `datasets` (pre-downscaled image folders, e.g. LLFF images_8); None = full size."""
     dataset_max_scale: float = 1.5
     """Random zoom of dataset crops: the crop covers 1/s of the resized image, s ~ U[1, this]."""
+    colour_jitter: float = 0.0
+    """Photometric augmentation of dataset scenes: gain and gamma drawn within +-this (0 = none)."""
     iterations: int = 1000
     """Total optimizer steps."""
     lr: float = 3e-4
@@ -110,12 +115,12 @@ class TrainConfig:
             bad("log_interval", "a positive integer")
         if self.num_target < 1 and "target" in (self.rule.zero_step_views, self.rule.anchor_views):
             bad("num_target", "at least 1 (the rule evaluates target views)")
-        if not self.lr > 0 or not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError(f"TrainConfig.lr/lr_min_ratio: need lr > 0 and 0 <= lr_min_ratio <= 1, "
+        if not 0 < self.lr <= 1 or not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError(f"TrainConfig.lr/lr_min_ratio: need 0 < lr <= 1 and 0 <= lr_min_ratio <= 1, "
                              f"got {self.lr}, {self.lr_min_ratio}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"TrainConfig.weight_decay/grad_clip: expected >= 0, got "
-                             f"{self.weight_decay}, {self.grad_clip}")
+        if not (0 <= self.weight_decay <= 10 and 0 <= self.grad_clip < math.inf):
+            raise ValueError(f"TrainConfig.weight_decay/grad_clip: expected finite values >= 0 (weight_decay "
+                             f"<= 10), got {self.weight_decay}, {self.grad_clip}")
         if not all(0 <= b < 1 for b in self.betas):
             bad("betas", "two values in [0, 1)")
         need = self.num_context + self.num_target
@@ -124,7 +129,9 @@ class TrainConfig:
                              f"but num_context + num_target = {need}")
         if not 0 <= self.dataset_weight <= 1:
             bad("dataset_weight", "a probability in [0, 1]")
-        if self.dataset_max_scale < 1:
+        if not 0 <= self.colour_jitter < 1:
+            bad("colour_jitter", "a value in [0, 1)")
+        if not 1 <= self.dataset_max_scale < math.inf:
             bad("dataset_max_scale", "a value >= 1")
         if self.resume is not None and not self.resume:
             bad("resume", 'a checkpoint path, "auto", or None')
@@ -158,9 +165,18 @@ def _base() -> TrainConfig:
                        val_interval=250, val_scenes=8, out_dir="runs/base")
 
 
-PRESETS = {"tiny": _tiny, "demo": _demo, "base": _base}
+def _real() -> TrainConfig:
+    return TrainConfig(model=PredictorConfig.preset("edge-r"), batch_size=2, num_context=6, num_target=2,
+                       width=64, height=48, synthetic=_synthetic(64, 10, fast=True, rig="mixed"), synthetic_pool=64,
+                       datasets=("../shared/data",), dataset_weight=0.7, dataset_max_scale=1.3, colour_jitter=0.15,
+                       iterations=2500, lr=1e-3, warmup=50, log_interval=10, ckpt_interval=100, keep_checkpoints=3,
+                       val_scenes=4, out_dir="runs/real")
+
+
+PRESETS = {"tiny": _tiny, "demo": _demo, "base": _base, "real": _real}
 """Named presets: tiny (tests and CI, seconds), demo (`foresplat demo`, minutes on 2 CPU cores),
-base (the experiments' base model)."""
+base (the experiments' base model), real (the shipped real-capture predictor: real scenes under
+../shared/data minus the evaluation scenes, mixed with synthetic ones; see docs/REAL.md)."""
 
 
 def train_preset(name: str, **overrides) -> TrainConfig:

@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from foresplat.data.normalize import normalize_split
 from foresplat.data.scene import Scene, SceneSplit, split_views
 from foresplat.data.synthetic import EVAL_SEED_START, TRAIN_SEED_START, SyntheticConfig, generate_scene
 from foresplat.train.config import TrainConfig
@@ -106,6 +107,17 @@ def _random_crop(scene: Scene, width: int, height: int, max_scale: float, g: tor
     return _crop(scene, left, top, width, height)
 
 
+def _colour_jitter(scene: Scene, strength: float, g: torch.Generator) -> Scene:
+    """Per-scene photometric augmentation: gain, per-channel gain and gamma within +-strength (0 = none)."""
+    if strength <= 0:
+        return scene
+    r = lambda n: (torch.rand(n, generator=g) * 2 - 1) * strength  # noqa: E731
+    gain = (1 + r(1)) * (1 + 0.5 * r(3))  # [3]
+    gamma = 1 + r(1)  # [1]
+    images = (scene.images.clamp(0, 1) ** gamma * gain).clamp(0, 1)  # [V, H, W, 3]
+    return replace(scene, images=images)
+
+
 def _fit(scene: Scene, width: int, height: int) -> Scene:
     """Synthetic scene -> width x height (resize keeping the aspect, then centre crop)."""
     if (scene.width, scene.height) == (width, height):
@@ -115,6 +127,25 @@ def _fit(scene: Scene, width: int, height: int) -> Scene:
     return scene.center_cropped(width, height)
 
 
+@lru_cache(maxsize=16)
+def _expand_datasets(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Dataset entries -> scene folders: a scene stays, a folder of scenes becomes its training scenes."""
+    from foresplat.data.catalog import training_scenes
+    from foresplat.data.loaders import DataFormatError, detect_format
+
+    out: list[str] = []
+    for p in paths:
+        try:
+            detect_format(p)
+            out.append(p)
+        except DataFormatError:
+            found = training_scenes(p)
+            if not found:
+                raise ValueError(f"TrainConfig.datasets: {p} is neither a scene nor a folder of training scenes")
+            out += [str(f) for f in found]
+    return tuple(out)
+
+
 def sample_split(config: TrainConfig, iteration: int, rank: int, slot: int) -> SceneSplit:
     """The training scene `slot` of `iteration` on `rank`, split into context and target views."""
     g = torch.Generator().manual_seed(mix_seed(config.seed, iteration, rank, slot, 1))
@@ -122,21 +153,23 @@ def sample_split(config: TrainConfig, iteration: int, rank: int, slot: int) -> S
     split_seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
     n_ctx, n_tgt = config.num_context, config.num_target
     if use_dataset:
-        path = config.datasets[int(torch.randint(0, len(config.datasets), (), generator=g))]
+        datasets = _expand_datasets(tuple(config.datasets))
+        path = datasets[int(torch.randint(0, len(datasets), (), generator=g))]
         long_side = 2 * max(config.width, config.height) * int(math.ceil(config.dataset_max_scale))
         scene = _dataset_scene(path, long_side, config.dataset_downscale)
         split = split_views(scene, n_ctx, n_tgt, "random", split_seed)
         views = scene.subset(split.context_indices + split.target_indices)
         views = _random_crop(views, config.width, config.height, config.dataset_max_scale, g)
-        return SceneSplit(views.subset(range(n_ctx)), views.subset(range(n_ctx, n_ctx + n_tgt)),
-                          split.context_indices, split.target_indices)
+        views = _colour_jitter(views, config.colour_jitter, g)
+        return normalize_split(SceneSplit(views.subset(range(n_ctx)), views.subset(range(n_ctx, n_ctx + n_tgt)),
+                                          split.context_indices, split.target_indices))
     if config.synthetic_pool > 0:
         seed = TRAIN_SEED_START + int(torch.randint(0, config.synthetic_pool, (), generator=g))
     else:
         seed = TRAIN_SEED_START + mix_seed(config.seed, iteration, rank, slot, 2) % (EVAL_SEED_START - TRAIN_SEED_START)
     scene = _fit(synthetic_scene(seed, config.synthetic, cache=config.synthetic_pool > 0),
                  config.width, config.height)
-    return split_views(scene, n_ctx, n_tgt, "random", split_seed)
+    return normalize_split(split_views(scene, n_ctx, n_tgt, "random", split_seed))
 
 
 def validation_splits(config: TrainConfig) -> list[SceneSplit]:
@@ -144,5 +177,5 @@ def validation_splits(config: TrainConfig) -> list[SceneSplit]:
     out = []
     for i in range(config.val_scenes):
         scene = _fit(synthetic_scene(EVAL_SEED_START + i, config.synthetic), config.width, config.height)
-        out.append(split_views(scene, config.num_context, max(config.num_target, 1), "even", seed=i))
+        out.append(normalize_split(split_views(scene, config.num_context, max(config.num_target, 1), "even", seed=i)))
     return out
