@@ -21,6 +21,23 @@ def _pyplot():
     return plt
 
 
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes (never over the data); _save's tight bbox keeps it in the PNG."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _plain_log_ticks(ax, values) -> None:
+    """A log x axis labelled at `values` in plain numbers (0.5, 1, 2, 10), without minor-tick labels
+    (matplotlib's default writes 6x10^-1, 2x10^0 on short log ranges)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    ticks = sorted({float(v) for v in values if v > 0})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig, path: Path) -> Path:
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
@@ -43,7 +60,7 @@ def plot_psnr_vs_steps(report: EvalReport, path: str | Path) -> Path | None:
         ax.set_ylabel("PSNR on target views (dB)")
         ax.set_title(f"PSNR vs steps (mean over {len(report.ok_scenes())} scenes)")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        _legend_outside(ax)
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
@@ -62,12 +79,14 @@ def plot_psnr_vs_seconds(report: EvalReport, path: str | Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     try:
         labelled = False
+        all_xs: list[float] = []
         for name in report.methods:
             pts = sorted(curves[name].budgets.items())
             if not pts:
                 continue
             xs = [nominal * report.time_scale for nominal, _ in pts]
             ys = [row["psnr"] for _, row in pts]
+            all_xs += xs
             line, = ax.plot(xs, ys, marker="o", label=name)
             hollow = [(x, y) for x, y, (_, row) in zip(xs, ys, pts) if (row.get("exhausted") or 0) > 0]
             if hollow:  # the run ended inside the budget on some scene: the final state is shown
@@ -75,12 +94,13 @@ def plot_psnr_vs_seconds(report: EvalReport, path: str | Path) -> Path | None:
                         color=line.get_color(), label=None if labelled else "run ended before budget")
                 labelled = True
         ax.set_xscale("log")
+        _plain_log_ticks(ax, all_xs)
         scale = f" (budgets x {report.time_scale:g})" if report.time_scale != 1 else ""
         ax.set_xlabel(f"refinement wall-clock seconds{scale}")
         ax.set_ylabel("PSNR on target views (dB)")
         ax.set_title(f"PSNR vs seconds (mean over {len(report.ok_scenes())} scenes)")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        _legend_outside(ax)
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
