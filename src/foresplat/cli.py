@@ -25,6 +25,7 @@ COMMANDS = {
     "data": "inspect a scene folder (format, views, intrinsics, contact sheet)",
     "bench": "run a benchmark script from benchmarks/",
     "export": "export a predictor checkpoint to ONNX (+ int8), checked against PyTorch",
+    "distill": "train a small student predictor from a teacher (+ vanilla / MetaGrad head fine-tunes)",
     "view": "browser viewer (viser) of a .ply with the scene's cameras and images",
 }
 

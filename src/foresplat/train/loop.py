@@ -118,19 +118,21 @@ class _Meter:
         return mean
 
 
-def train(config: TrainConfig) -> Path:
-    """Runs (or resumes) training; returns the final model checkpoint stem (out_dir/model)."""
+def train(config: TrainConfig, rule: TrainingRule | None = None) -> Path:
+    """Runs (or resumes) training; returns the final model checkpoint stem (out_dir/model).
+
+    `rule` replaces the rule built from config.rule (e.g. foresplat.train.distill's DistillRule)."""
     config.validate()
     created = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = setup_distributed(config.device)
     try:
-        return _train(config, info)
+        return _train(config, info, rule)
     finally:
         if created:
             teardown_distributed()
 
 
-def _train(config: TrainConfig, info: DistInfo) -> Path:
+def _train(config: TrainConfig, info: DistInfo, rule: TrainingRule | None = None) -> Path:
     out = Path(config.out_dir)
     model, config = build_model(config)
     if config.width % model.divisor or config.height % model.divisor:
@@ -139,7 +141,7 @@ def _train(config: TrainConfig, info: DistInfo) -> Path:
     model.to(info.device).train()
     opt = build_optimizer(model, config)
     params = [p for p in model.parameters() if p.requires_grad]
-    rule = build_rule(rule_config(config))
+    rule = rule if rule is not None else build_rule(rule_config(config))
 
     resume = resolve_resume(config.resume, out)
     if resume is None and config.resume is None and list_checkpoints(out):
