@@ -160,7 +160,10 @@ def test_bad_configs_raise_clear_errors(tmp_path, trained):
         train(tiny(tmp_path / "r2", resume=str(trained / "model")))
     meta = json.loads((trained / "model.json").read_text())
     (tmp_path / "old.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
-    (tmp_path / "old.json").write_text(json.dumps({**meta, "predictor_schema": 0}))
+    from foresplat.io.checkpoint import meta_digest
+
+    old = {**meta, "predictor_schema": 0}
+    (tmp_path / "old.json").write_text(json.dumps({**old, "meta_sha256": meta_digest(old)}))
     with pytest.raises(ValueError, match="schema 0"):
         train(tiny(tmp_path / "r3", init_checkpoint=str(tmp_path / "old")))
 

@@ -152,7 +152,7 @@ def _base_checkpoint(cmd: DemoCommand, preset: DemoPreset, run_dir: Path, second
               "--from-scratch retrains it")
         return ASSET_STEM
     t0 = time.perf_counter()
-    overrides = dict(out_dir=str(run_dir / "base"), seed=cmd.seed, val_scenes=0, progress=cmd.progress,
+    overrides = dict(out_dir=str(_claim(run_dir, "base")), seed=cmd.seed, val_scenes=0, progress=cmd.progress,
                      backend=cmd.backend, device=cmd.device)
     if preset.base_iterations is not None:
         overrides["iterations"] = preset.base_iterations
@@ -175,7 +175,7 @@ def _finetune(rule: str, base: Path, cmd: DemoCommand, preset: DemoPreset, run_d
     config = train_preset(preset.train_preset, rule=rc, init_checkpoint=str(base), train_backbone=False,
                           iterations=preset.finetune_iterations, lr=preset.finetune_lr,
                           warmup=max(1, preset.finetune_iterations // 10), seed=cmd.seed, val_scenes=0,
-                          out_dir=str(run_dir / rule), progress=cmd.progress, backend=cmd.backend,
+                          out_dir=str(_claim(run_dir, rule)), progress=cmd.progress, backend=cmd.backend,
                           device=cmd.device)
     return train(config)
 
@@ -219,19 +219,69 @@ def _real_sources(cmd: DemoCommand, preset: DemoPreset):
     return root, path_sources(root, which="evaluation", max_views=preset.num_context + preset.num_target)
 
 
+OWNED = ("base", "vanilla", "metagrad", "eval_synthetic", "eval_real")
+"""The only entries of a run folder the demo ever creates (and so may delete on a rerun)."""
+MARKER_KIND = "foresplat demo"
+
+
+def _read_marker(run_dir: Path) -> dict | None:
+    """The run folder's demo.json when `foresplat demo` wrote it (its `written_by` and `written`
+    list of created entries), else None."""
+    import json
+
+    try:
+        record = json.loads((run_dir / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (isinstance(record, dict) and record.get("written_by") == MARKER_KIND
+            and isinstance(record.get("written"), list) and all(isinstance(n, str) for n in record["written"])):
+        return record
+    return None
+
+
+def _write_marker(run_dir: Path, record: dict) -> None:
+    atomic_write_json(run_dir / "demo.json", {**record, "written_by": MARKER_KIND})
+
+
+def _claim(run_dir: Path, name: str) -> Path:
+    """Records `name` in demo.json BEFORE creating it (a killed run still knows what it wrote) and
+    returns run_dir/name; refuses an existing entry this demo did not write."""
+    assert name in OWNED, name
+    record = _read_marker(run_dir)
+    if record is None:
+        raise FileExistsError(f"{run_dir / 'demo.json'} is missing or was replaced during the run")
+    path = run_dir / name
+    if name not in record["written"]:
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} exists and was not written by `foresplat demo`; "
+                                  "choose another --out")
+        record["written"].append(name)
+        _write_marker(run_dir, record)
+    return path
+
+
 def _prepare_run_dir(cmd: DemoCommand) -> Path:
+    """The run folder (out/quick or out/full): created, or a previous demo run's own entries (as
+    recorded in its demo.json) deleted and nothing else; FileExistsError for any other folder."""
     run_dir = cmd.out / ("quick" if cmd.quick else "full")
-    marker = run_dir / "demo.json"
-    owned = ("base", "vanilla", "metagrad", "eval_synthetic", "eval_real")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not marker.is_file():
-            raise FileExistsError(f"{run_dir} exists and was not written by `foresplat demo`; choose another --out")
+    if os.path.lexists(run_dir) and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir} exists and is not a folder; choose another --out")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        record = _read_marker(run_dir)
+        if record is None:
+            raise FileExistsError(f"{run_dir} exists and holds no record of a `foresplat demo` run (its demo.json "
+                                  "is missing, or was not written by this version of the demo); choose another --out")
         print(f"replacing the previous demo results in {run_dir}")
-        for name in owned:
-            if (run_dir / name).is_dir():
-                shutil.rmtree(run_dir / name)
+        for name in record["written"]:
+            path = run_dir / name
+            if name not in OWNED or path.is_symlink():  # never follow a link or delete a foreign name
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, {"status": "running", "command": sys.argv})
+    _write_marker(run_dir, {"status": "running", "command": sys.argv, "written": []})
     return run_dir
 
 
@@ -258,7 +308,7 @@ def run_demo(cmd: DemoCommand) -> DemoResult:
     _stage(f"3/4 evaluation on {preset.eval_scenes} held-out synthetic scenes")
     t0 = time.perf_counter()
     syn = evaluate(_synthetic_eval_sources(preset), methods,
-                   _eval_config(preset, cmd, reference="vanilla"), run_dir / "eval_synthetic",
+                   _eval_config(preset, cmd, reference="vanilla"), _claim(run_dir, "eval_synthetic"),
                    progress=cmd.progress,
                    title_notes=[f"foresplat demo, held-out synthetic scenes, seed {cmd.seed}",
                                 "points baseline: the generator's exact surface points seen by the context views "
@@ -275,7 +325,7 @@ def run_demo(cmd: DemoCommand) -> DemoResult:
             t0 = time.perf_counter()
             real = evaluate(sources, methods, _eval_config(preset, cmd, reference="vanilla",
                                                            image_size=preset.image_size),
-                            run_dir / "eval_real", progress=cmd.progress,
+                            _claim(run_dir, "eval_real"), progress=cmd.progress,
                             title_notes=[f"real scenes from {root}, resized to {preset.image_size} px (longest side)"])
             seconds["eval_real"] = time.perf_counter() - t0
 
@@ -291,8 +341,8 @@ def run_demo(cmd: DemoCommand) -> DemoResult:
                 print(f"plot ({label}) {key}: {path}")
             print(f"tables ({label}): {outputs.tables['markdown']}")
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-    atomic_write_json(run_dir / "demo.json", {
-        "status": "done", "command": sys.argv, "preset": asdict(preset), "seed": cmd.seed,
+    _write_marker(run_dir, {
+        "written": _read_marker(run_dir)["written"], "status": "done", "command": sys.argv, "preset": asdict(preset), "seed": cmd.seed,
         "base_checkpoint": str(base), "checkpoints": {k: str(v) for k, v in ckpts.items()},
         "seconds": seconds, "verdict": verdict,
         "claims": [asdict(c) for c in claims],

@@ -116,7 +116,7 @@ def check_writable_target(target: Path) -> None:
 
     try:
         st = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder checks report a bad parent
         return
     except OSError as e:
         raise OutputPathError(f"{target}: cannot be checked as an output ({e.strerror})") from e

@@ -5,8 +5,11 @@
 The tensors are written first, then the JSON, which marks the pair complete: it records the
 sha256 of the safetensors file, so a pair left inconsistent by an interrupted overwrite is
 detected on load. The JSON always holds `schema_version`, `created` (UTC ISO 8601),
-`foresplat_version`, `safetensors_sha256` and whatever the caller passed (`kind`, `config`,
-`step`, ...).
+`foresplat_version`, `safetensors_sha256`, whatever the caller passed (`kind`, `config`,
+`step`, ...) and `meta_sha256`, the sha256 of all the rest (`meta_digest`): an edited config is
+refused on load. Checkpoints written before `meta_sha256` existed are still read (their tensors
+remain covered by `safetensors_sha256`; predictor configs are checked against the weights' shapes
+before the model is built, foresplat.models.predictor.check_config_fits_weights).
 
 Optimizer / training state (nested dicts, lists, tuples of tensors and Python scalars, e.g. a
 torch optimizer `state_dict()`) goes through `flatten_state` -> (flat tensors, JSON skeleton) and
@@ -30,10 +33,10 @@ import torch
 from foresplat.io.atomic import atomic_write, atomic_write_json
 
 __all__ = ["CHECKPOINT_SCHEMA_VERSION", "CheckpointError", "checkpoint_paths", "save_checkpoint",
-           "load_checkpoint", "flatten_state", "unflatten_state"]
+           "load_checkpoint", "meta_digest", "flatten_state", "unflatten_state"]
 
 CHECKPOINT_SCHEMA_VERSION = 1
-_RESERVED = ("schema_version", "created", "foresplat_version", "safetensors_sha256")
+_RESERVED = ("schema_version", "created", "foresplat_version", "safetensors_sha256", "meta_sha256")
 _TAGS = ("__tensor__", "__tuple__", "__dict__", "__float__")
 
 
@@ -105,7 +108,16 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]
     with atomic_write(st_path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp))
         record["safetensors_sha256"] = _sha256(tmp)
+    record["meta_sha256"] = meta_digest(record)
     return atomic_write_json(json_path, record)
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no blanks) of `meta` without its `meta_sha256`:
+    covers the config, the step and the tensors' sha256, so an edited JSON is detected."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None,
@@ -136,6 +148,14 @@ def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None,
     if expected_kind is not None and meta.get("kind") != expected_kind:
         raise CheckpointError(f"checkpoint {json_path} has kind {meta.get('kind')!r}, "
                               f"expected {expected_kind!r}")
+    if verify and "meta_sha256" in meta:
+        try:
+            digest = meta_digest(meta)
+        except ValueError as e:  # NaN/inf smuggled into the JSON
+            raise CheckpointError(f"checkpoint {json_path}: not canonical JSON ({e})") from e
+        if digest != meta["meta_sha256"]:
+            raise CheckpointError(f"checkpoint {json_path}: its content does not match its recorded meta_sha256 "
+                                  "(the JSON was edited or is corrupt); use another checkpoint")
     data = st_path.read_bytes()
     if verify:
         digest = hashlib.sha256(data).hexdigest()

@@ -63,6 +63,11 @@ def expon_lr(step: int, lr_init: float, lr_final: float, max_steps: int,
     return delay * math.exp(math.log(lr_init) * (1.0 - t) + math.log(lr_final) * t)
 
 
+MAX_LR = 10.0
+"""Largest learning rate RefineConfig accepts (each group): far above any useful value (3DGS: 1.6e-4
+to 5e-2), low enough that a typo such as 1e30 is refused instead of producing 1e30 means."""
+
+
 @dataclass
 class RefineConfig:
     """Settings of the Adam refiner R_K (the same at training and at test time)."""
@@ -110,23 +115,28 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.steps: must be >= 0, got {self.steps}")
         for name in ("lr_means", "lr_log_scales", "lr_quats", "lr_opacity", "lr_sh_dc", "lr_sh_rest"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"RefineConfig.{name}: must be a finite value >= 0, got {v}")
-        if not (0 < self.lr_means_final_ratio <= 1e6):
-            raise ValueError(f"RefineConfig.lr_means_final_ratio: must be > 0, got {self.lr_means_final_ratio}")
+            if not (math.isfinite(v) and 0 <= v <= MAX_LR):
+                raise ValueError(f"RefineConfig.{name} (--{name.replace('_', '-')}): must be a finite value in "
+                                 f"[0, {MAX_LR:g}] (3DGS uses 1e-4..5e-2), got {v}")
+        if not (0 < self.lr_means_final_ratio <= 1e3):
+            raise ValueError(f"RefineConfig.lr_means_final_ratio: must be in (0, 1000], got {self.lr_means_final_ratio}")
+        if self.lr_means_delay_steps < 0 or not (0 < self.lr_means_delay_mult <= 1):
+            raise ValueError(f"RefineConfig.lr_means_delay_steps/_mult: need steps >= 0 and mult in (0, 1], got "
+                             f"{self.lr_means_delay_steps}, {self.lr_means_delay_mult}")
         b1, b2 = self.betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"RefineConfig.betas: each must be in [0, 1), got {self.betas}")
-        if not self.eps > 0:
-            raise ValueError(f"RefineConfig.eps: must be > 0, got {self.eps}")
+        if not (0 < self.eps <= 1):
+            raise ValueError(f"RefineConfig.eps: must be in (0, 1], got {self.eps}")
         if self.views_per_step < 1:
             raise ValueError(f"RefineConfig.views_per_step: must be >= 1, got {self.views_per_step}")
         if not (0 <= self.ssim_weight <= 1):
             raise ValueError(f"RefineConfig.ssim_weight: must be in [0, 1], got {self.ssim_weight}")
         if not (0 <= self.prune_opacity_below < 1):
             raise ValueError(f"RefineConfig.prune_opacity_below: must be in [0, 1), got {self.prune_opacity_below}")
-        if self.background is not None and len(self.background) != 3:
-            raise ValueError(f"RefineConfig.background: expected 3 values (RGB), got {self.background}")
+        if self.background is not None and (len(self.background) != 3
+                                            or not all(0 <= c <= 1 for c in self.background)):
+            raise ValueError(f"RefineConfig.background: expected 3 values (RGB) in [0, 1], got {self.background}")
         return self
 
     def lrs(self, step: int, extent: float, total_steps: int | None = None) -> AdamLRs:

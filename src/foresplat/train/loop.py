@@ -4,11 +4,17 @@ Per iteration: B scenes sampled as a pure function of (seed, iteration, rank) ->
 predicts G0 from their context views -> the training rule (foresplat.meta) turns each G0 into a
 surrogate loss -> backward (DDP averages gradients over ranks) -> clip -> AdamW with warm-up +
 cosine. Rank 0 writes config.yaml, metrics.jsonl, checkpoints/step_*, model.* and summary.json.
+
+SIGINT (Ctrl-C) / SIGTERM: the current iteration finishes, a checkpoint of it is saved, and
+TrainingInterrupted is raised (the CLI exits 130); `resume="auto"` continues exactly from there
+(a second Ctrl-C aborts at once). `resume="auto"` takes the newest checkpoint that loads: a
+corrupt or incomplete latest one is reported and skipped.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +34,11 @@ from foresplat.train.distributed import (DistInfo, gather_objects, setup_distrib
                                          weights_digest)
 from foresplat.train.logger import MetricsLogger
 from foresplat.train.schedule import lr_at
-from foresplat.train.state import (checkpoint_path, list_checkpoints, load_training_checkpoint, prune_checkpoints,
-                                   resolve_resume, save_training_checkpoint)
+from foresplat.errors import TrainingInterrupted
+from foresplat.train.signals import StopOnSignal
+from foresplat.train.state import (checkpoint_path, list_checkpoints, load_latest_valid_checkpoint,
+                                   load_training_checkpoint, prune_checkpoints, resolve_resume,
+                                   save_training_checkpoint)
 from foresplat.train.validation import heldout_metrics
 
 
@@ -143,11 +152,17 @@ def _train(config: TrainConfig, info: DistInfo, rule: TrainingRule | None = None
     params = [p for p in model.parameters() if p.requires_grad]
     rule = rule if rule is not None else build_rule(rule_config(config))
 
-    resume = resolve_resume(config.resume, out)
-    if resume is None and config.resume is None and list_checkpoints(out):
-        raise FileExistsError(f"{out} already holds checkpoints of an earlier run: pass resume='auto' "
-                              "(--resume auto) to continue it, or choose another out_dir")
-    start = int(load_training_checkpoint(resume, model, opt)["step"]) if resume is not None else 0
+    if config.resume == "auto":  # the newest checkpoint that loads (a corrupt latest one is skipped)
+        resume, meta, skipped = load_latest_valid_checkpoint(out, model, opt)
+        for msg in skipped:
+            print(f"--resume auto: skipped an unusable checkpoint: {msg}", file=sys.stderr, flush=True)
+        start = int(meta["step"]) if meta is not None else 0
+    else:
+        resume = resolve_resume(config.resume, out)
+        if resume is None and config.resume is None and list_checkpoints(out):
+            raise FileExistsError(f"{out} already holds checkpoints of an earlier run: pass resume='auto' "
+                                  "(--resume auto) to continue it, or choose another out_dir")
+        start = int(load_training_checkpoint(resume, model, opt)["step"]) if resume is not None else 0
     ddp = model
     if info.world_size > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
@@ -171,30 +186,44 @@ def _train(config: TrainConfig, info: DistInfo, rule: TrainingRule | None = None
     t_start, meter = time.perf_counter(), _Meter()
     bar = tqdm(range(start, config.iterations), initial=start, total=config.iterations, desc="train",
                disable=not (info.is_main and config.progress), dynamic_ncols=True)
-    for it in bar:
-        stats = train_step(ddp, rule, opt, params, config, it, info.rank, info.device)
-        first_scenes = first_scenes or stats["_scenes"]
-        meter.add(stats)
-        step = it + 1
-        if step % config.log_interval == 0 or step == config.iterations:
-            mean = meter.pop()
-            if info.world_size > 1:  # loss averaged over ranks (a collective on every rank)
-                t = torch.tensor([mean["loss"]], dtype=torch.float64, device=info.device)
-                torch.distributed.all_reduce(t)
-                mean["loss"] = float(t) / info.world_size
-            if info.is_main:
-                sec = sum(mean[k] for k in ("time_data", "time_forward", "time_rule", "time_backward_step"))
-                mean["lr"] = stats["lr"]
-                logger.log({"iteration": step, **mean, "scenes_per_s": config.batch_size * info.world_size / sec})
-                bar.set_postfix(loss=f"{mean['loss']:.4f}", lr=f"{stats['lr']:.2e}")
-        if info.is_main and val_splits and config.val_interval and step % config.val_interval == 0 \
-                and step < config.iterations:
-            val_last = heldout_metrics(model.eval(), val_splits, config.backend)
-            model.train()
-            logger.log({"iteration": step, **val_last})
-        if info.is_main and ((config.ckpt_interval and step % config.ckpt_interval == 0) or step == config.iterations):
-            save_training_checkpoint(checkpoint_path(out, step), model, opt, step, config_dict, info.world_size)
-            prune_checkpoints(out, config.keep_checkpoints)
+    saved = start
+    with StopOnSignal() as stop:
+        for it in bar:
+            stats = train_step(ddp, rule, opt, params, config, it, info.rank, info.device)
+            first_scenes = first_scenes or stats["_scenes"]
+            meter.add(stats)
+            step = it + 1
+            if step % config.log_interval == 0 or step == config.iterations:
+                mean = meter.pop()
+                if info.world_size > 1:  # loss averaged over ranks (a collective on every rank)
+                    t = torch.tensor([mean["loss"]], dtype=torch.float64, device=info.device)
+                    torch.distributed.all_reduce(t)
+                    mean["loss"] = float(t) / info.world_size
+                if info.is_main:
+                    sec = sum(mean[k] for k in ("time_data", "time_forward", "time_rule", "time_backward_step"))
+                    mean["lr"] = stats["lr"]
+                    logger.log({"iteration": step, **mean, "scenes_per_s": config.batch_size * info.world_size / sec})
+                    bar.set_postfix(loss=f"{mean['loss']:.4f}", lr=f"{stats['lr']:.2e}")
+            if info.is_main and val_splits and config.val_interval and step % config.val_interval == 0 \
+                    and step < config.iterations:
+                val_last = heldout_metrics(model.eval(), val_splits, config.backend)
+                model.train()
+                logger.log({"iteration": step, **val_last})
+            if info.is_main and ((config.ckpt_interval and step % config.ckpt_interval == 0) or step == config.iterations):
+                save_training_checkpoint(checkpoint_path(out, step), model, opt, step, config_dict, info.world_size)
+                prune_checkpoints(out, config.keep_checkpoints)
+                saved = step
+            if stop.requested(info) and step < config.iterations:
+                path = checkpoint_path(out, step)
+                if info.is_main and saved != step:
+                    save_training_checkpoint(path, model, opt, step, config_dict, info.world_size)
+                    prune_checkpoints(out, config.keep_checkpoints)
+                bar.close()
+                if info.is_main:
+                    logger.close()
+                raise TrainingInterrupted(f"interrupted by {stop.signal_name} after iteration {step} of "
+                                          f"{config.iterations}: saved the checkpoint {path}; continue with "
+                                          "--resume auto", path)
     bar.close()
     seconds = time.perf_counter() - t_start
 

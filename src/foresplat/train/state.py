@@ -86,6 +86,27 @@ def resolve_resume(resume: str | None, out_dir: str | Path) -> Path | None:
     return js.with_suffix("")
 
 
+def load_latest_valid_checkpoint(out_dir: str | Path, model: Predictor, optimizer: torch.optim.Optimizer
+                                 ) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """`resume="auto"`: restores the NEWEST checkpoint of out_dir that loads (complete, matching its
+    checksums, of this run's architecture), skipping corrupt or foreign newer ones.
+
+    Returns (stem, meta, skipped) with skipped = one message per checkpoint passed over; (None,
+    None, []) when out_dir holds no checkpoint. Raises ValueError naming every checkpoint when
+    none loads (it never silently starts over on top of them)."""
+    found = list_checkpoints(out_dir)
+    skipped: list[str] = []
+    for _, stem in reversed(found):
+        try:
+            return stem, load_training_checkpoint(stem, model, optimizer), skipped
+        except (ValueError, OSError, KeyError, RuntimeError) as e:  # corrupt, incomplete or foreign
+            skipped.append(f"{stem}: {' '.join(str(e).split())[:300]}")
+    if found:
+        raise ValueError(f"--resume auto: none of the {len(found)} checkpoint(s) in {Path(out_dir) / CKPT_DIR} "
+                         f"loads; newest: {skipped[0]}")
+    return None, None, []
+
+
 def prune_checkpoints(out_dir: str | Path, keep: int) -> None:
     """Deletes all but the newest `keep` interval checkpoints (keep = 0: keep all)."""
     if keep <= 0:
