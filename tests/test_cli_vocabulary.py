@@ -184,3 +184,15 @@ def test_refine_writes_sh_degree_3_and_held_out_renders(tmp_path):
     idx = report["target_indices"]
     assert [p.name for p in renders] == sorted([f"gt_{i:03d}.png" for i in idx] + [f"view_{i:03d}.png" for i in idx])
     assert report["renders"]["psnr"] == pytest.approx(report["eval"][-1]["psnr"], abs=0.05)
+
+
+def test_eval_takes_the_same_scene_spec(tmp_path, capsys):
+    """`eval --scenes` reads synthetic:SEED like every other command (held-out seeds only)."""
+    args = ["eval", "--synthetic-size", "24", "--steps", "0", "2", "--budgets", "30", "--num-context", "3",
+            "--num-target", "1", "--baselines", "random", "--random-count", "50", "--no-progress", "--sh-degree", "3"]
+    assert main(args + ["--scenes", "synthetic:1000003", "--out", str(tmp_path / "e")]) == 0
+    plys = list((tmp_path / "e").rglob("*.ply"))
+    assert len(plys) == 1 and "1000003" in str(plys[0]) and _original_3dgs_f_rest(plys[0]).shape == (50, 3, 15)
+    capsys.readouterr()
+    assert main(args + ["--scenes", "synthetic:3", "--out", str(tmp_path / "f")]) == 2
+    assert "held-out synthetic seeds start at" in capsys.readouterr().err

@@ -29,8 +29,9 @@ class EvalCommand:
 
     ckpt: tuple[str, ...] = ()
     """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix)."""
-    scenes: tuple[Path, ...] = ()
-    """Scene folders, or directories of scene folders (any format foresplat.data.load_scene reads)."""
+    scenes: tuple[str, ...] = ()
+    """Scenes: folders (any format foresplat.data.load_scene reads), directories of scene folders, or
+    synthetic:SEED (a held-out seed >= foresplat.data.synthetic.EVAL_SEED_START)."""
     scene_set: Literal["evaluation", "all"] = "evaluation"
     """For a directory of scenes: "evaluation" = the catalog's evaluation scenes in it (visible +
     held-out real, foresplat.data.catalog) when it holds any, else all; "all" = every scene found."""
@@ -63,7 +64,19 @@ def run(cmd: EvalCommand):
                                                                     height=cmd.synthetic_size, num_views=views))
     options = {k: v for k, v in (("downscale", cmd.downscale), ("max_views", cmd.max_views)) if v is not None}
     for p in cmd.scenes:
-        sources += path_sources(p, which=cmd.scene_set, **options)
+        kind, _, seed = str(p).partition(":")
+        if kind == "synthetic" and seed:
+            from foresplat.data.synthetic import SyntheticConfig
+
+            try:
+                first = int(seed)
+            except ValueError:
+                raise ValueError(f"--scenes {p}: expected synthetic:SEED with an integer seed") from None
+            views = max(16, cmd.protocol.num_context + cmd.protocol.num_target)
+            sources += synthetic_sources(1, SyntheticConfig(width=cmd.synthetic_size, height=cmd.synthetic_size,
+                                                            num_views=views), start_seed=first)
+            continue
+        sources += path_sources(Path(p), which=cmd.scene_set, **options)
     if not sources:
         raise ValueError("nothing to evaluate: give --scenes PATH ... and/or --synthetic N")
     methods = build_methods(cmd.ckpt, cmd.protocol.baselines)
