@@ -2,6 +2,7 @@
 
     foresplat predict synthetic:3 --ckpt runs/demo/model --out g0.ply
     foresplat predict ../shared/data/llff_fern --ckpt runs/base/model --width 128 --out fern_g0.ply
+    foresplat predict SCENE --model anysplat --weights weights/anysplat --width 448 --height 448 --out g0.ply
 
 The scene (any format foresplat.data.load_scene reads, or synthetic:SEED) is resized if asked and
 to multiples of the predictor's divisor, split into context / target views (split_views), and the
@@ -29,8 +30,14 @@ class PredictCommand:
 
     scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
     """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
-    ckpt: str
-    """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model."""
+    ckpt: str | None = None
+    """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model (or use --model)."""
+    model: str | None = None
+    """A registered model instead of --ckpt: edge, anysplat, da3 (foresplat.models.adapter), with --weights."""
+    weights: str | None = None
+    """Local weights of --model (nothing is downloaded)."""
+    head: str | None = None
+    """Head weights of a fine-tune of --model (`foresplat train --model ...` writes OUT/head)."""
     out: Path = Path("g0.ply")
     """Output .ply; the split and timing go to the same path with suffix .json."""
     sh_degree: int | None = None
@@ -66,7 +73,16 @@ def run(cmd: PredictCommand) -> int:
 
     check_output_path(cmd.out, sidecars={Path(cmd.out).with_suffix(".json"): "foresplat predict"})
     device = cmd.device if cmd.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
+    if cmd.model is not None:
+        from foresplat.models.adapter import load_adapter
+
+        if cmd.weights is None:
+            raise ValueError(f"--model {cmd.model}: give its local weights with --weights PATH")
+        model = load_adapter(cmd.model, cmd.weights, cmd.head).to(device).eval()
+    elif cmd.ckpt is None or cmd.weights is not None or cmd.head is not None:
+        raise ValueError("--ckpt: give a predictor checkpoint, or --model NAME --weights PATH [--head H]")
+    else:
+        model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
     scene = load_scene_spec(cmd.scene, num_views=max(16, cmd.num_context + cmd.num_target))
     from foresplat.limits import check_memory, predict_bytes, resized_size
 
@@ -93,10 +109,13 @@ def run(cmd: PredictCommand) -> int:
             raise ValueError(f"--sh-degree: {e}") from None
     write_ply(out, g)
     atomic_write_json(out.with_suffix(".json"), {
-        "scene": scene.name, "scene_spec": cmd.scene, "ckpt": str(cmd.ckpt), "width": scene.width,
+        "scene": scene.name, "scene_spec": cmd.scene, "ckpt": cmd.ckpt and str(cmd.ckpt), "width": scene.width,
         "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
         "split": cmd.split, "split_seed": cmd.split_seed, "num_gaussians": g.num,
         "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
+        **({"model": cmd.model, "weights": cmd.weights, "head": cmd.head} if cmd.model else {}),
+        **({"camera_alignment": model.last_alignment[0].summary()}
+           if getattr(model, "last_alignment", None) else {}),
         **sidecar_record("foresplat predict", out)})
     print(f"{out}: {g.num} Gaussians from {context.num_views} views of {scene.name} "
           f"({scene.width}x{scene.height}) in {seconds:.2f} s")

@@ -5,9 +5,13 @@
         --rule.lam 0.0 --iterations 2000 --out runs/metagrad
     torchrun --standalone --nproc_per_node 2 -m foresplat.cli train --preset tiny
     foresplat train --preset base --resume auto          # continue a killed run exactly
+    foresplat train --model anysplat --weights W --rule metagrad --width 224 --height 224 --out runs/a
+                                                         # head-only fine-tune of a pretrained model
 
 `--preset` picks the starting TrainConfig (foresplat.train.config.PRESETS), `--rule NAME` is a
 shortcut for `--rule.name NAME`; every other TrainConfig field is an override (tyro, see --help).
+`--model NAME --weights PATH [--head H]` trains a registered model's Gaussian head instead
+(foresplat.commands.adapter_train; the model's other parameters stay frozen, their digest is checked).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def parse(argv: list[str]) -> TrainConfig:
     if known.rule is not None:
         default = replace(default, rule=replace(default.rule, name=known.rule))
     desc = (f"Train a predictor. Preset {known.preset!r} (choose with --preset {'|'.join(sorted(PRESETS))}); "
-            "--rule NAME sets rule.name; the options below override the preset.")
+            "--rule NAME sets rule.name; the options below override the preset. --model NAME --weights PATH "
+            "[--head H]: fine-tune the Gaussian head of a pretrained model (edge, anysplat, da3) instead.")
     return tyro.cli(TrainConfig, default=default, args=rest, prog="foresplat train", description=desc).validate()
 
 
@@ -45,11 +50,17 @@ def main(argv: list[str]) -> int:
 
     from foresplat.train import train
 
+    from foresplat.commands.adapter_train import split_model_args, train_adapter_head
+
     try:
+        model_args, argv = split_model_args(argv)
         config = parse(argv)
     except ValueError as e:  # an impossible setting: say which, without a traceback
         print(f"foresplat train: error: {e}", file=sys.stderr)
         return 2
+    if model_args.model is not None:  # a registered model's Gaussian head, fine-tuned alone
+        print(f"head checkpoint: {train_adapter_head(config, model_args)}")
+        return 0
     final = train(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"final checkpoint: {final}")

@@ -181,6 +181,38 @@ class ModelAdapter(nn.Module, ABC):
         """Number of parameters (all, or only those that require a gradient)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def backbone_digest(self) -> str:
+        """sha256 of every parameter outside `head` (names and bytes): equal before and after head-only
+        training proves the frozen part unchanged."""
+        import hashlib
+
+        h = hashlib.sha256()
+        ids = {id(p) for p in self.head.parameters()}
+        for name, p in self.named_parameters():
+            if id(p) not in ids:
+                h.update(name.encode())
+                h.update(p.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def save_head(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+        """Writes the head's weights as a foresplat checkpoint (kind "adapter_head", model name in meta)."""
+        from foresplat.io import save_checkpoint
+
+        state = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        return save_checkpoint(path, state, {**(meta or {}), "kind": "adapter_head", "model": self.name})
+
+    def load_head(self, path: str | os.PathLike) -> "ModelAdapter":
+        """Loads head weights written by `save_head` (strict; ValueError naming the file otherwise)."""
+        from foresplat.io import load_checkpoint
+
+        state, meta = load_checkpoint(path, expected_kind="adapter_head")
+        if meta.get("model") != self.name:
+            raise ValueError(f"{path}: a head of model {meta.get('model')!r}, not of {self.name!r}")
+        p = next(self.head.parameters())
+        load_state_strict(self.head, {k: v.to(p.device) for k, v in state.items()}, str(path),
+                          f"the {self.name} head")
+        return self
+
 
 # ---- registry ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -209,8 +241,9 @@ def registered_adapters() -> dict[str, AdapterSpec]:
     return dict(_ADAPTERS)
 
 
-def load_adapter(name: str, weights: str | os.PathLike) -> ModelAdapter:
-    """The named adapter with its weights from a local path (strict; nothing is downloaded).
+def load_adapter(name: str, weights: str | os.PathLike, head: str | os.PathLike | None = None) -> ModelAdapter:
+    """The named adapter with its weights from a local path (strict; nothing is downloaded), and,
+    given `head`, the head weights of a fine-tune (`ModelAdapter.save_head`) in place of the model's.
 
     Raises ValueError for an unknown name or mismatched weights, FileNotFoundError for a missing
     path, MissingExtraError when the model's optional package is not installed."""
@@ -222,7 +255,8 @@ def load_adapter(name: str, weights: str | os.PathLike) -> ModelAdapter:
         raise FileNotFoundError(f"--weights: {path} does not exist (model {name!r} expects {spec.weights})")
     module, fn = spec.loader.split(":")
     loader: Callable[[Path], ModelAdapter] = getattr(importlib.import_module(module), fn)
-    return loader(path)
+    adapter = loader(path)
+    return adapter.load_head(head) if head is not None else adapter
 
 
 register_adapter(AdapterSpec("edge", "foresplat.models.adapters.edge:load", None,

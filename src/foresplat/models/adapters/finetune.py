@@ -2,8 +2,8 @@
 
     logs = finetune_head(adapter, splits, HeadFinetuneConfig(iterations=200))
 
-The frozen part runs once per scene (`encode`, no autograd graph, features cached); each iteration
-picks the next scene, decodes G0 [N] from the head, lets the rule (foresplat.meta, which sees only
+The frozen part runs once per scene (`encode`, no autograd graph; features cached for a fixed list
+of scenes, recomputed for a stream); each iteration takes the next scene, decodes G0 [N] from the head, lets the rule (foresplat.meta, which sees only
 Gaussians) turn it into a surrogate loss, and takes one Adam step on the head's parameters. The
 backbone's parameters never receive a gradient and are never handed to the optimizer.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 
@@ -45,28 +46,36 @@ class HeadFinetuneConfig:
         return self
 
 
-def finetune_head(adapter: ModelAdapter, splits: list[SceneSplit], config: HeadFinetuneConfig) -> list[dict]:
-    """Trains adapter.head in place on the scenes (module docstring); returns one log dict per iteration."""
+def _encode(adapter: ModelAdapter, split: SceneSplit, dev: torch.device):
+    c = split.context.to(device=dev, dtype=torch.float32)
+    t = lambda x: torch.tensor([float(x)], device=dev)  # noqa: E731
+    return adapter.encode(c.images[None], c.cameras.viewmats[None], c.cameras.Ks[None], t(c.near), t(c.far))
+
+
+def finetune_head(adapter: ModelAdapter, splits: Sequence[SceneSplit] | Callable[[int], SceneSplit],
+                  config: HeadFinetuneConfig, on_step: Callable[[dict], None] | None = None) -> list[dict]:
+    """Trains adapter.head in place (module docstring); returns one log dict per iteration.
+
+    splits: a list of scenes (visited in turn; the frozen features are computed once per scene) or a
+    function iteration -> scene (a stream, e.g. foresplat.train.data.sample_split; encoded each time).
+    on_step(log) is called after every step."""
     config.validate()
-    if not splits:
+    if not callable(splits) and not splits:
         raise ValueError("finetune_head: splits is empty (need at least one scene)")
-    p0 = next(adapter.head_parameters())
-    dev = p0.device
+    dev = next(adapter.head_parameters()).device
     rule = build_rule(config.rule)
-    cached = []
-    for s in splits:
-        c = s.context.to(device=dev, dtype=torch.float32)
-        t = lambda x: torch.tensor([float(x)], device=dev)  # noqa: E731
-        cams = (c.cameras.viewmats[None], c.cameras.Ks[None])
-        cached.append(adapter.encode(c.images[None], *cams, t(s.context.near), t(s.context.far)))
+    cached = None if callable(splits) else [_encode(adapter, s, dev) for s in splits]
     params = [p for p in adapter.head_parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
     logs = []
     for it in range(config.iterations):
-        i = it % len(splits)
-        split = splits[i]
+        if cached is None:
+            split = splits(it)
+            features = _encode(adapter, split, dev)
+        else:
+            split, features = splits[it % len(splits)], cached[it % len(splits)]
         split = SceneSplit(split.context.to(dev), split.target.to(dev), split.context_indices, split.target_indices)
-        g0 = adapter.decode(adapter.run_head(cached[i]), cached[i])[0]  # Gaussians [N], attached to the head
+        g0 = adapter.decode(adapter.run_head(features), features)[0]  # Gaussians [N], attached to the head
         out = rule(g0, split, torch.Generator().manual_seed(config.seed * 1_000_003 + it))
         if not bool(torch.isfinite(out.loss.detach())):
             raise FloatingPointError(f"finetune_head: iteration {it}: loss {float(out.loss.detach())} "
@@ -75,6 +84,11 @@ def finetune_head(adapter: ModelAdapter, splits: list[SceneSplit], config: HeadF
         out.loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
         opt.step()
-        logs.append({"iteration": it, "loss": float(out.loss.detach()), "grad_norm": float(gnorm),
-                     **{k: float(v) for k, v in out.logs.items()}})
+        log = {"iteration": it, "scene": split.context.name, "loss": float(out.loss.detach()),
+               "grad_norm": float(gnorm), **{k: float(v) for k, v in out.logs.items()}}
+        if getattr(features, "alignment", None) is not None:
+            log.update({f"alignment/{k}": v for k, v in features.alignment[0].summary().items()})
+        logs.append(log)
+        if on_step is not None:
+            on_step(log)
     return logs

@@ -1,0 +1,86 @@
+"""`foresplat train --model NAME --weights PATH [--head H] [train options]`: fine-tune a model's Gaussian head.
+
+    foresplat train --model anysplat --weights weights/anysplat --rule metagrad --width 224 --height 224 \\
+        --iterations 500 --out runs/anysplat_metagrad
+    foresplat predict SCENE --model anysplat --weights weights/anysplat --head runs/anysplat_metagrad/head
+
+Any registered adapter (foresplat.models.adapter: edge, anysplat, da3). Only the head trains: the
+frozen part runs without gradients and its digest (sha256 of every other parameter) is recorded before
+and after, and must match. The TrainConfig (preset + overrides) gives the scenes (one per iteration,
+foresplat.train.data.sample_split), the rule, iterations, lr, grad_clip, size, seed, device and out
+folder. Writes OUT/head.safetensors + OUT/head.json (kind "adapter_head": model, weights, rule,
+iterations, backbone digests) and OUT/metrics.jsonl (one line per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from foresplat.train.config import TrainConfig
+
+
+@dataclass
+class ModelArgs:
+    """The adapter options of `foresplat train` / `predict`."""
+
+    model: str | None
+    weights: str | None
+    head: str | None
+
+
+def split_model_args(argv: list[str]) -> tuple[ModelArgs, list[str]]:
+    """Takes --model NAME, --weights PATH and --head PATH out of argv -> (ModelArgs, the rest).
+
+    ValueError when --weights or --head come without --model, or --model without --weights."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--model", default=None)
+    pre.add_argument("--weights", default=None)
+    pre.add_argument("--head", default=None)
+    known, rest = pre.parse_known_args(argv)
+    args = ModelArgs(known.model, known.weights, known.head)
+    if args.model is None and (args.weights is not None or args.head is not None):
+        raise ValueError("--weights/--head: name the model too (--model NAME, e.g. anysplat, da3, edge)")
+    if args.model is not None and args.weights is None:
+        raise ValueError(f"--model {args.model}: give its local weights with --weights PATH")
+    return args, rest
+
+
+def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
+    """Head-only fine-tuning of args.model (module docstring) -> the head checkpoint stem OUT/head."""
+    from foresplat.models.adapter import load_adapter
+    from foresplat.models.adapters.finetune import HeadFinetuneConfig, finetune_head
+    from foresplat.train.data import sample_split
+    from foresplat.train.loop import rule_config
+
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    adapter = load_adapter(args.model, args.weights, args.head).to(device)
+    d = adapter.divisor
+    if config.width % d or config.height % d:
+        raise ValueError(f"--width/--height: model {args.model!r} needs multiples of {d}, "
+                         f"got {config.width}x{config.height}")
+    before = adapter.backbone_digest()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    ft = HeadFinetuneConfig(rule=rule_config(config), iterations=config.iterations, lr=config.lr,
+                            grad_clip=config.grad_clip, seed=config.seed)
+    with open(out / "metrics.jsonl", "w", encoding="utf-8") as log:
+        def on_step(entry: dict) -> None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+        logs = finetune_head(adapter.train(), lambda it: sample_split(config, it, 0, 0), ft, on_step)
+    after = adapter.backbone_digest()
+    if after != before:  # cannot happen: the optimizer only holds head parameters
+        raise RuntimeError(f"model {args.model!r}: parameters outside the head changed during head-only training")
+    head = out / "head"
+    adapter.save_head(head, {"weights": str(args.weights), "init_head": args.head, "rule": config.rule,
+                             "iterations": config.iterations, "width": config.width, "height": config.height,
+                             "backbone_sha256_before": before, "backbone_sha256_after": after,
+                             "final_loss": logs[-1]["loss"] if logs else None})
+    return head

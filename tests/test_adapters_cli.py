@@ -1,0 +1,54 @@
+"""`foresplat train --model NAME --weights PATH` (head-only MetaGrad) and `foresplat predict --model ... --head ...`."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from foresplat.cli import main
+from foresplat.io import load_checkpoint, read_ply
+from foresplat.models import Predictor, PredictorConfig
+
+RULE = ["--rule", "metagrad", "--rule.lam", "0.0", "--rule.k-min", "2", "--rule.k-max", "2", "--rule.stride", "2",
+        "--backend", "reference"]
+
+
+def test_train_model_finetunes_only_the_head_and_predict_uses_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    p = Predictor(PredictorConfig.preset("edge-t"))
+    p.save(tmp_path / "base")
+    out = tmp_path / "ft"
+    rc = main(["train", "--model", "edge", "--weights", str(tmp_path / "base"), "--preset", "tiny", *RULE,
+               "--iterations", "2", "--lr", "0.01", "--out", str(out), "--device", "cpu"])
+    assert rc == 0 and "head checkpoint:" in capsys.readouterr().out
+    state, meta = load_checkpoint(out / "head", expected_kind="adapter_head")
+    assert meta["model"] == "edge" and meta["iterations"] == 2
+    assert meta["backbone_sha256_before"] == meta["backbone_sha256_after"]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["grad_norm"] > 0 for x in lines)
+    head = p.head.state_dict()
+    assert set(state) == set(head) and any(not torch.equal(state[k], head[k]) for k in head)
+
+    scene = ["synthetic:3", "--num-context", "3", "--num-target", "1", "--width", "32", "--height", "32"]
+    assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--out", str(tmp_path / "a.ply")]) == 0
+    assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"),
+                 "--out", str(tmp_path / "b.ply")]) == 0
+    assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"), "--head",
+                 str(out / "head"), "--out", str(tmp_path / "c.ply")]) == 0
+    a, b, c = (read_ply(tmp_path / f"{n}.ply") for n in "abc")
+    assert torch.allclose(a.means, b.means, atol=1e-5)  # the edge adapter is the predictor
+    assert (a.means - c.means).abs().max() > 1e-3  # the fine-tuned head is used
+    assert json.loads((tmp_path / "c.json").read_text())["head"] == str(out / "head")
+
+
+def test_model_options_fail_with_one_line(tmp_path, capsys):
+    assert main(["train", "--model", "anysplat", "--preset", "tiny"]) == 2
+    assert "--weights PATH" in capsys.readouterr().err
+    assert main(["train", "--weights", str(tmp_path), "--preset", "tiny"]) == 2
+    assert "--model NAME" in capsys.readouterr().err
+    assert main(["predict", "synthetic:3", "--model", "nope", "--weights", str(tmp_path), "--out",
+                 str(tmp_path / "x.ply")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+    assert main(["predict", "synthetic:3", "--out", str(tmp_path / "x.ply")]) == 2
+    assert "--ckpt" in capsys.readouterr().err
