@@ -184,6 +184,15 @@ def test_refine_writes_sh_degree_3_and_held_out_renders(tmp_path):
     idx = report["target_indices"]
     assert [p.name for p in renders] == sorted([f"gt_{i:03d}.png" for i in idx] + [f"view_{i:03d}.png" for i in idx])
     assert report["renders"]["psnr"] == pytest.approx(report["eval"][-1]["psnr"], abs=0.05)
+    # render --scene: the same held-out views (from the .ply's JSON), the same scores
+    assert main(["render", "--ply", str(out), "--scene", "synthetic:2", "--views", "target",
+                 "--out", str(tmp_path / "t")]) == 0
+    m = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert [v["index"] for v in m["views"]] == idx and m["psnr"] == pytest.approx(report["eval"][-1]["psnr"], abs=0.05)
+    assert main(["render", "--ply", str(out), "--scene", "synthetic:2", "--out", str(tmp_path / "a")]) == 0
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert len(m["views"]) == 16 and (m["width"], m["height"]) == (24, 24)
+    assert main(["render", "--ply", str(out), "--scene", "synthetic:2", "--views", "3", "--out", str(tmp_path / "b")]) == 2
 
 
 def test_eval_takes_the_same_scene_spec(tmp_path, capsys):
