@@ -114,6 +114,8 @@ def run(cmd: ViewCommand) -> int:
     files = ply_files(Path(cmd.path))
     meta = sidecar(files[0])
     spec = cmd.scene or meta.get("scene_spec")
+    if cmd.scene is not None and meta.get("scene_spec") != cmd.scene:
+        meta = {}  # the JSON describes another scene: its size and split do not apply
     scene, labels = load_views(spec, cmd.width, cmd.height, meta) if spec else (None, None)
     if cmd.capture is not None and scene is None:
         raise ValueError("--capture: needs a scene's cameras (give --scene, or a .ply with its JSON)")
