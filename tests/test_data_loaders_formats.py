@@ -708,3 +708,82 @@ def test_middlebury_broken_files_fail_clearly(tmp_path, edit, expect):
     f.write_text("\n".join(edit(f.read_text().splitlines())) + "\n")
     with pytest.raises(DataFormatError, match=rf"obj_par.txt: {expect}"):
         load_scene(tmp_path)
+
+
+def _write_images_bin(path: Path, records: list[tuple[int, np.ndarray, np.ndarray, int, str, int]]) -> bytes:
+    """COLMAP images.bin: (image_id, qvec wxyz, tvec, camera_id, name, number of 2D points)."""
+    out = [struct.pack("<Q", len(records))]
+    for iid, q, t, cid, name, npts in records:
+        out.append(struct.pack("<i4d3di", iid, *q, *t, cid) + name.encode() + b"\x00" + struct.pack("<Q", npts))
+        out.append(b"".join(struct.pack("<ddq", 1.5 * k, 2.5 * k, -1) for k in range(npts)))
+    data = b"".join(out)
+    path.write_bytes(data)
+    return data
+
+
+def test_colmap_images_readers_and_their_errors(tmp_path):
+    """foresplat's images.bin / images.txt readers (no pycolmap): values, 2D points, and one clear
+    error for each kind of damage."""
+    from foresplat.data.loaders.colmap_io import read_images_binary, read_images_text, read_model
+
+    q = rotmat_to_quat(np.eye(3))
+    recs = [(1, q, np.array([0.1, 0.2, 0.3]), 1, "a.png", 3), (7, q, np.zeros(3), 1, "sub/b.png", 0)]
+    p = tmp_path / "images.bin"
+    data = _write_images_bin(p, recs)
+    got = read_images_binary(p, points2d=True)
+    assert sorted(got) == [1, 7] and got[7].name == "sub/b.png"
+    np.testing.assert_allclose(got[1].tvec, [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(got[1].xys, [[0, 0], [1.5, 2.5], [3.0, 5.0]])
+    assert got[1].point3d_ids.tolist() == [-1, -1, -1]
+    cases = {
+        "empty": (b"", r"truncated images.bin \(0 bytes; expected"),
+        "count": (struct.pack("<Q", 10**12) + data[8:], r"header says 1000000000000 images"),
+        "cut": (data[:8 + 64 + 3], r"header says 2 images but the file \(75 bytes\) holds at most 0"),
+        "name": (struct.pack("<Q", 1) + data[8:8 + 64] + b"x" * 100, r"image 0 of 1: no NUL-terminated name"),
+        "points": (struct.pack("<Q", 1) + data[8:8 + 64 + 6] + struct.pack("<Q", 2**60) + bytes(24),
+                   r"image 0 of 1 \('a.png'\) says 1152921504606846976 2D points"),
+        "tail": (data + b"\x00", r"1 unexpected trailing bytes"),
+    }
+    for case, (raw, msg) in cases.items():
+        p.write_bytes(raw)
+        with pytest.raises(DataFormatError, match=rf"images.bin: .*{msg}"):
+            read_images_binary(p)
+    bad_q = [(1, np.zeros(4), np.zeros(3), 1, "a.png", 0)]
+    _write_images_bin(p, bad_q)
+    with pytest.raises(DataFormatError, match=r"images.bin: image 1 \('a.png'\): expected a unit quaternion"):
+        read_images_binary(p)
+    t = tmp_path / "images.txt"
+    t.write_text("# header\n1 1 0 0 0 0 0 0 1 a b.png\n\n2 1 0 0 0 nan 0 0 1 c.png\n1 2 -1\n")
+    with pytest.raises(DataFormatError, match=r"images.txt: line 4 \(image 2\): pose must be finite"):
+        read_images_text(t)
+    t.write_text("1 1 0 0 0 0 0 0 1 a b.png\n\n")
+    assert read_images_text(t)[1].name == "a b.png"
+    t.write_text("1 1 0 0 zero 0 0 0 1 a.png\n\n")
+    with pytest.raises(DataFormatError, match=r"images.txt:1: expected 'IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME'"):
+        read_images_text(t)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "cameras.txt").write_text("2 PINHOLE 8 6 10 10 4 3\n")
+    (model / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.png\n\n")
+    with pytest.raises(DataFormatError, match=r"images.txt: image 1 \('a.png'\) uses camera 1, which cameras.txt "
+                                              r"does not define"):
+        read_model(model)
+
+
+def test_colmap_image_names_outside_the_images_folder_are_refused(tmp_path):
+    s = synthetic(views=2)
+    K = np_Ks(s)[0]
+    model = tmp_path / "sparse" / "0"
+    model.mkdir(parents=True)
+    (model / "cameras.txt").write_text(f"1 PINHOLE {s.width} {s.height} {K[0, 0]} {K[1, 1]} {K[0, 2]} {K[1, 2]}\n")
+    lines = []
+    for i, name in enumerate(["v0.png", "../v1.png"]):
+        v = np_views(s)[i]
+        lines += [f"{i + 1} {' '.join(map(repr, rotmat_to_quat(v[:3, :3]).tolist()))} "
+                  f"{' '.join(map(repr, v[:3, 3].tolist()))} 1 {name}", ""]
+    (model / "images.txt").write_text("\n".join(lines) + "\n")
+    save_png(tmp_path / "images" / "v0.png", s.images[0])
+    save_png(tmp_path / "v1.png", s.images[1])
+    with pytest.raises(DataFormatError, match=r"name '../v1.png' points outside the images folder"):
+        load_scene(tmp_path)
+    assert load_scene(tmp_path, allow_outside_paths=True).num_views == 2

@@ -329,3 +329,13 @@ def test_catalog_on_the_shared_data(shared_data):
     assert [s.name for s in path_sources(shared_data, which="evaluation")] == [
         *VISIBLE_EVAL_SCENES, *HELDOUT_REAL_SCENES]
     assert "real" not in [s.name for s in path_sources(shared_data)]
+
+
+@pytest.mark.parametrize("name", ["strecha_entryP10", "middlebury_templering", "nerd_duckqueen", "capture_minicar"])
+def test_cli_data_inspect_real_scene(real, name, capsys):
+    from foresplat.cli import main
+
+    assert main(["data", "inspect", str(real / name)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"format\s+{_meta(real / name)['format']}", out)
+    assert re.search(rf"views\s+{_meta(real / name)['n_images']}\b", out)
