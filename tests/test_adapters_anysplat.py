@@ -43,7 +43,8 @@ def quat_xyzw_to_matrix(q):
     x, y, z, w = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
     return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
                         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(*q.shape[:-1], 3, 3)
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+                       -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def covariance(R, scales):

@@ -52,3 +52,18 @@ def test_model_options_fail_with_one_line(tmp_path, capsys):
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert main(["predict", "synthetic:3", "--out", str(tmp_path / "x.ply")]) == 2
     assert "--ckpt" in capsys.readouterr().err
+
+
+def test_refine_from_a_model_matches_refine_from_its_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    Predictor(PredictorConfig.preset("edge-t")).save(tmp_path / "base")
+    common = ["refine", "synthetic:2", "--steps", "2", "--eval-steps", "0", "2", "--num-context", "3",
+              "--num-target", "1", "--width", "32", "--height", "32", "--no-progress"]
+    assert main([*common, "--ckpt", str(tmp_path / "base"), "--out", str(tmp_path / "a.ply")]) == 0
+    assert main([*common, "--model", "edge", "--weights", str(tmp_path / "base"),
+                 "--out", str(tmp_path / "b.ply")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert b["init"] == "model:edge" and b["model"] == "edge" and b["num_gaussians"] == a["num_gaussians"]
+    assert abs(a["eval"][0]["psnr"] - b["eval"][0]["psnr"]) < 1e-3  # the same G0 (step 0)
+    assert main([*common, "--model", "edge", "--ckpt", str(tmp_path / "base"),
+                 "--out", str(tmp_path / "c.ply")]) == 2

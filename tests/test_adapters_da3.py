@@ -63,7 +63,8 @@ def quat_wxyz_to_matrix(q):
     w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
     return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
                         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(*q.shape[:-1], 3, 3)
+                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+                       -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def assert_matches_upstream(g, up, atol=1e-4):

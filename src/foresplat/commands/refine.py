@@ -41,6 +41,12 @@ class RefineCommand:
     (a predictor: --ckpt)."""
     ckpt: str | None = None
     """Initialise from this predictor checkpoint's prediction on the context views (replaces --init ckpt:PATH)."""
+    model: str | None = None
+    """Initialise from a registered model's prediction instead (edge, anysplat, da3; foresplat.models.adapter)."""
+    weights: str | None = None
+    """Local weights of --model (nothing is downloaded)."""
+    head: str | None = None
+    """Head weights of a fine-tune of --model (`foresplat train --model ...` writes OUT/head)."""
     out: Path = Path("refined.ply")
     """Output .ply; the metrics go to the same path with suffix .json."""
     eval_steps: tuple[int, ...] = (0, 200, 500, 1000, 2000)
@@ -128,7 +134,22 @@ def run(cmd: RefineCommand) -> int:
         bg = scene_background(split.context)
         if bg is not None:
             cfg = dataclasses.replace(cfg, background=bg)
-    g0 = initialize(init, split.context, num_random=cmd.num_random, seed=cfg.seed, sh_degree=cmd.sh_degree or 0)
+    alignment = None
+    if cmd.model is not None:
+        from foresplat.models.adapter import load_adapter
+        from foresplat.refine.init import predict_on
+
+        if cmd.weights is None or cmd.ckpt is not None or cmd.init != "points":
+            raise ValueError(f"--model {cmd.model}: give --weights PATH, and no --ckpt / --init")
+        adapter = load_adapter(cmd.model, cmd.weights, cmd.head).eval()
+        init = f"model:{cmd.model}"
+        g0 = predict_on(adapter, split.context)
+        alignment = adapter.last_alignment[0].summary() if adapter.last_alignment else None
+    elif cmd.weights is not None or cmd.head is not None:
+        raise ValueError("--weights/--head: name the model too (--model NAME)")
+    else:
+        g0 = initialize(init, split.context, num_random=cmd.num_random, seed=cfg.seed,
+                        sh_degree=cmd.sh_degree or 0)
     if cmd.sh_degree is not None:
         from foresplat.io import pad_sh_degree
 
@@ -146,6 +167,8 @@ def run(cmd: RefineCommand) -> int:
         "target_indices": split.target_indices, "num_gaussians": g.num, "extent": refiner.extent,
         "config": dataclasses.asdict(cfg), "eval": [], "losses": [], "train_psnr": [],
         "steps_done": 0, "interrupted": False, **sidecar_record("foresplat refine", out),
+        **({"model": cmd.model, "weights": cmd.weights, "head": cmd.head, "camera_alignment": alignment}
+           if cmd.model else {}),
     }
 
     def evaluate(step: int) -> None:

@@ -216,6 +216,17 @@ def carve_points(scene: Scene, n: int, *, seed: int = 0, max_rounds: int = 50,
     return torch.cat(kept_p)[:n], torch.cat(kept_c)[:n]
 
 
+def predict_on(model: torch.nn.Module, scene: Scene) -> Gaussians:
+    """A feed-forward model's prediction (a Predictor, or a foresplat.models.adapter.ModelAdapter) from
+    every view of `scene`, resized down to multiples of the model's `divisor` -> Gaussians [N] on the CPU."""
+    d = int(model.divisor)
+    w, h = max(d, scene.width // d * d), max(d, scene.height // d * d)
+    if (w, h) != (scene.width, scene.height):  # the model needs multiples of its divisor
+        scene = scene.resized(w, h)
+    with torch.no_grad():
+        return model.predict(scene).detach().to(device="cpu", dtype=torch.float32)
+
+
 def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int = 0,
                sh_degree: int = 0) -> Gaussians:
     """Initial Gaussians from a spec: "points" | "random" | "ply:PATH" | "ckpt:PATH".
@@ -249,11 +260,5 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
             from foresplat.models import Predictor
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
-        predictor = Predictor.from_checkpoint(Path(arg))
-        d = int(predictor.divisor)
-        w, h = max(d, scene.width // d * d), max(d, scene.height // d * d)
-        if (w, h) != (scene.width, scene.height):  # the predictor needs multiples of its divisor
-            scene = scene.resized(w, h)
-        with torch.no_grad():
-            return predictor.predict(scene).detach().to(device="cpu", dtype=torch.float32)
+        return predict_on(Predictor.from_checkpoint(Path(arg)), scene)
     raise ValueError(f"--init {spec!r}: expected points, random, ply:PATH or ckpt:PATH")

@@ -144,7 +144,8 @@ class AnySplatAdapter(ModelAdapter):
         geo = self._mods["vggt.utils.geometry"]
         with torch.no_grad():
             with torch.autocast("cuda", enabled=x.is_cuda, dtype=torch.bfloat16):
-                tokens, psi = enc.aggregator(x.to(torch.bfloat16), intermediate_layer_idx=enc.cfg.intermediate_layer_idx)
+                tokens, psi = enc.aggregator(x.to(torch.bfloat16),
+                                             intermediate_layer_idx=enc.cfg.intermediate_layer_idx)
             tokens = [t.float() for t in tokens]
             with torch.autocast("cuda", enabled=False):
                 w2c, K = pose.pose_encoding_to_extri_intri(enc.camera_head(tokens)[-1], (H, W))  # [B,V,3,4], [B,V,3,3]

@@ -3,9 +3,10 @@
     logs = finetune_head(adapter, splits, HeadFinetuneConfig(iterations=200))
 
 The frozen part runs once per scene (`encode`, no autograd graph; features cached for a fixed list
-of scenes, recomputed for a stream); each iteration takes the next scene, decodes G0 [N] from the head, lets the rule (foresplat.meta, which sees only
-Gaussians) turn it into a surrogate loss, and takes one Adam step on the head's parameters. The
-backbone's parameters never receive a gradient and are never handed to the optimizer.
+of scenes, recomputed for a stream); each iteration takes the next scene, decodes G0 [N] from the
+head, lets the rule (foresplat.meta, which sees only Gaussians) turn it into a surrogate loss, and
+takes one Adam step on the head's parameters. The backbone's parameters never receive a gradient
+and are never handed to the optimizer.
 """
 
 from __future__ import annotations

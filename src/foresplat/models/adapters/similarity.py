@@ -74,7 +74,8 @@ def sh_rotation(R: torch.Tensor, num_sh: int) -> torch.Tensor:
     """[K, K] matrix M with sum_k M[j,k] c_k the coefficients of the colour field rotated by R [3, 3].
 
     Rotating f(d) = sum_k c_k Y_k(d) gives f'(d) = f(R^T d), again in the span of degrees <= d; M is
-    solved exactly (least squares, zero residual) on 64 well-spread unit directions (degrees 0-3, the 3DGS basis of foresplat.render.sh)."""
+    solved exactly (least squares, zero residual) on 64 well-spread unit directions (degrees 0-3, the
+    3DGS basis of foresplat.render.sh)."""
     degree = {1: 0, 4: 1, 9: 2, 16: 3}.get(num_sh)
     if degree is None:
         raise ValueError(f"sh: expected (d+1)^2 in (1, 4, 9, 16) coefficients, got {num_sh}")
