@@ -611,6 +611,7 @@ def test_strecha_round_trip(tmp_path):
     write_strecha(tmp_path, s)
     assert detect_format(tmp_path) == "strecha"
     assert detect_format(tmp_path / "gt_dense_cameras" / "0000.jpg.camera") == "strecha"
+    assert load_scene(tmp_path / "gt_dense_cameras" / "0000.jpg.camera").num_views == s.num_views
     got = load_scene(tmp_path)
     assert_cameras(got, np_views(s), np_Ks(s))
     assert_images(got, s)
@@ -787,3 +788,19 @@ def test_colmap_image_names_outside_the_images_folder_are_refused(tmp_path):
     with pytest.raises(DataFormatError, match=r"name '../v1.png' points outside the images folder"):
         load_scene(tmp_path)
     assert load_scene(tmp_path, allow_outside_paths=True).num_views == 2
+
+
+def test_transforms_images_n_keeps_sub_paths_where_names_collide(tmp_path):
+    """train/0001 and test/0001 downscaled into images_2/train/0001.png and images_2/test/0001.png."""
+    s = synthetic(views=2)
+    K2 = _full_res_K(s, 2)
+    for i, split in enumerate(("train", "test")):
+        (tmp_path / f"transforms_{split}.json").write_text(json.dumps(
+            {"fl_x": K2[0, 0, 0], "fl_y": K2[0, 1, 1], "cx": K2[0, 0, 2], "cy": K2[0, 1, 2], "w": 2 * s.width,
+             "h": 2 * s.height, "frames": [{"file_path": f"./{split}/0001",
+                                            "transform_matrix": viewmat_to_opengl_c2w(np_views(s)[i]).tolist()}]}))
+        save_png(tmp_path / "images_2" / split / "0001.png", s.images[i])
+    save_png(tmp_path / "images_2" / "0001.png", np.zeros((s.height, s.width, 3)))  # a decoy flat name
+    got = load_scene(tmp_path)
+    assert_cameras(got, np_views(s), np_Ks(s))
+    assert_images(got, s)

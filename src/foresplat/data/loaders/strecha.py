@@ -87,6 +87,8 @@ def _match_image(name: str, by_name: dict[str, Path], by_stem: dict[str, list[Pa
 def load_strecha(path: Path, opts: LoadOptions) -> Scene:
     """Loads a Strecha scene folder (see module docstring) as a Scene."""
     root = path.parent if path.is_file() else path
+    if path.is_file() and (root.name in CAMERA_DIRS or root.name.endswith("_cameras")):
+        root = root.parent  # given <scene>/gt_dense_cameras/<image>.camera
     cam_dir = find_camera_dir(root)
     if cam_dir is None:
         raise FileNotFoundError(f"{root}: no Strecha camera files (*.camera in "

@@ -330,9 +330,9 @@ class _ImageFinder:
                 out.setdefault(n, []).append(sib / rel.name)
         for n, folder in self._images_n(base).items():
             c = out.setdefault(n, [])
-            c.append(folder / rel.name)
-            if len(parts) > 1:  # sub-path kept where file names would collide
+            if len(parts) > 1:  # sub-path kept where file names would collide: the most specific first
                 c.extend([folder.joinpath(*parts), folder.joinpath(*parts[1:])])
+            c.append(folder / rel.name)
         return out
 
     def find(self, base: Path, rel: Path, want: int | None, fixed: int | None) -> tuple[Path | None, int]:
