@@ -265,3 +265,5 @@ register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:loa
                              "a folder with model.safetensors (+ config.json), or a .safetensors file"))
 register_adapter(AdapterSpec("da3", "foresplat.models.adapters.da3:load", "da3",
                              "a folder with model.safetensors and config.json (Depth Anything 3 with a 3DGS head)"))
+register_adapter(AdapterSpec("vggt", "foresplat.models.adapters.vggt:load", "anysplat",
+                             "VGGT's model.safetensors (+ config.json); a new Gaussian head, fine-tuned with --head"))
