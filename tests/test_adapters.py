@@ -206,3 +206,19 @@ def test_two_metagrad_iterations_change_only_head_parameters():
     logs = finetune_head(a, [split], metagrad_config())
     assert len(logs) == 2 and all(math.isfinite(x["loss"]) and x["grad_norm"] > 0 for x in logs)
     assert_only_head_changed(a, before)
+
+
+@pytest.mark.parametrize("name, package", [("anysplat", "ffgs==0.1.0.dev1"), ("vggt", "ffgs==0.1.0.dev1"),
+                                           ("da3", "depth-anything-3==0.1.1")])
+def test_a_missing_model_package_is_a_one_line_cli_error(name, package, monkeypatch, tmp_path, capsys):
+    import sys
+
+    from foresplat.cli import main
+
+    monkeypatch.setitem(sys.modules, {"da3": "depth_anything_3"}.get(name, "ffgs"), None)  # as if not installed
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert main(["predict", "synthetic:1", "--model", name, "--weights", str(tmp_path),
+                 "--out", str(tmp_path / "g.ply")]) == 2
+    err = capsys.readouterr().err
+    assert f"needs the package {package}" in err and f"foresplat[{'da3' if name == 'da3' else 'anysplat'}]" in err
+    assert len(err.strip().splitlines()) == 1

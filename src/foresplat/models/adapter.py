@@ -33,8 +33,9 @@ from foresplat.data.scene import Scene
 from foresplat.gaussians import Gaussians
 
 
-class MissingExtraError(ImportError):
-    """An adapter's optional package is not installed (the message names it and the pip extra)."""
+class MissingExtraError(ImportError, ValueError):
+    """An adapter's optional package is not installed (the message names it and the pip extra).
+    Also a ValueError, so the CLI reports it in one line with exit status 2."""
 
 
 def require(module: str, package: str, extra: str) -> Any:
