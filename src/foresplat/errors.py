@@ -140,7 +140,8 @@ def _usage_errors_raise() -> Iterator[None]:
 def run_command(name: str, fn: Callable[[], int | None]) -> int:
     """Runs `fn()` (a command's main) with the CLI's error policy; returns the exit status.
 
-    User errors (USER_ERRORS, usage errors, a CPU out-of-memory) -> one line on stderr, 2;
+    User errors (USER_ERRORS, usage errors, a CPU out-of-memory, torch's LinAlgError from a
+    singular input matrix) -> one line on stderr, 2;
     KeyboardInterrupt -> one line, 130; TrainingInterrupted -> its message, 130. With
     debug_enabled() the exception propagates (full traceback).
     """
@@ -162,8 +163,14 @@ def run_command(name: str, fn: Callable[[], int | None]) -> int:
         print(prefix + one_line(exc), file=sys.stderr, flush=True)
         return 2
     except RuntimeError as exc:
-        if debug_enabled() or not _is_cpu_oom(exc):
+        if debug_enabled():
             raise
-        print(prefix + "out of memory: " + one_line(exc).split(". ")[0]
-              + "; reduce the sizes (or check --max-memory-gb)", file=sys.stderr, flush=True)
-        return 2
+        if _is_cpu_oom(exc):
+            print(prefix + "out of memory: " + one_line(exc).split(". ")[0]
+                  + "; reduce the sizes (or check --max-memory-gb)", file=sys.stderr, flush=True)
+            return 2
+        if type(exc).__name__ in ("LinAlgError", "_LinAlgError"):  # a singular / non-finite matrix read from the input
+            print(prefix + "a matrix of the input cannot be inverted or decomposed (singular or non-finite "
+                  f"camera pose or intrinsics?): {one_line(exc).split(': ', 1)[-1]}", file=sys.stderr, flush=True)
+            return 2
+        raise

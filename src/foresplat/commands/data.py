@@ -144,7 +144,9 @@ def main(argv: list[str]) -> int:
                            images_dir=args.images_dir, split=args.split, sequence=args.sequence,
                            normalize=args.normalize, progress=sys.stderr.isatty())
     except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"foresplat data inspect: error: {e}", file=sys.stderr)
+        from foresplat.errors import one_line
+
+        print(f"foresplat data inspect: error: {one_line(e)}", file=sys.stderr)
         return 2
     print(describe(scene, fmt, args.path))
     if args.sheet is not None:
@@ -152,7 +154,9 @@ def main(argv: list[str]) -> int:
             out = write_contact_sheet(args.sheet, scene.images, thumb_width=args.thumb,
                                       max_images=args.sheet_max)
         except (OSError, ValueError) as e:
-            print(f"foresplat data inspect: error: cannot write {args.sheet}: {e}", file=sys.stderr)
+            from foresplat.errors import one_line
+
+            print(f"foresplat data inspect: error: cannot write {args.sheet}: {one_line(e)}", file=sys.stderr)
             return 2
         print(f"contact sheet {out}")
     return 0

@@ -357,7 +357,9 @@ def main(argv: list[str]) -> int:
     try:
         result = run_demo(cmd)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"foresplat demo: {exc}", file=sys.stderr)
+        from foresplat.errors import one_line
+
+        print(f"foresplat demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0 if result.synthetic.report.ok_scenes() else 1
 

@@ -91,7 +91,9 @@ def main(argv: list[str]) -> int:
     try:
         outputs = run(cmd)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"foresplat eval: {exc}", file=sys.stderr)
+        from foresplat.errors import one_line
+
+        print(f"foresplat eval: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(outputs.markdown)
     for key, path in {**outputs.tables, **outputs.plots}.items():

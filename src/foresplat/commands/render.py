@@ -311,7 +311,9 @@ def main(argv: list[str]) -> int:
     try:
         written = run(cfg)
     except (ValueError, FileNotFoundError) as e:
-        print(f"foresplat render: {e}", file=sys.stderr)
+        from foresplat.errors import one_line
+
+        print(f"foresplat render: error: {one_line(e)}", file=sys.stderr)
         return 2
     source = cfg.ply if cfg.ply is not None else f"scene {cfg.scene} (preview from points)"
     print(f"rendered {source}: {len(written)} images in {cfg.out}")
