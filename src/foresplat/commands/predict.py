@@ -1,5 +1,6 @@
 """`foresplat predict SCENE --ckpt CKPT --out g0.ply`: feed-forward Gaussians from a trained predictor.
 
+    foresplat predict ../shared/data/llff_fern --width 64 --out g0.ply     # the shipped predictor
     foresplat predict synthetic:3 --ckpt runs/demo/model --out g0.ply
     foresplat predict ../shared/data/llff_fern --ckpt runs/base/model --width 128 --out fern_g0.ply
     foresplat predict SCENE --model anysplat --weights weights/anysplat --width 448 --height 448 --out g0.ply
@@ -31,7 +32,8 @@ class PredictCommand:
     scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
     """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
     ckpt: str | None = None
-    """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model (or use --model)."""
+    """Predictor checkpoint (stem, .json or .safetensors), e.g. runs/demo/model; "default" or none = the
+    real-capture predictor shipped with the package (or use --model)."""
     model: str | None = None
     """A registered model instead of --ckpt: edge, anysplat, da3 (foresplat.models.adapter), with --weights."""
     weights: str | None = None
@@ -79,10 +81,10 @@ def run(cmd: PredictCommand) -> int:
         if cmd.weights is None:
             raise ValueError(f"--model {cmd.model}: give its local weights with --weights PATH")
         model = load_adapter(cmd.model, cmd.weights, cmd.head).to(device).eval()
-    elif cmd.ckpt is None or cmd.weights is not None or cmd.head is not None:
-        raise ValueError("--ckpt: give a predictor checkpoint, or --model NAME --weights PATH [--head H]")
-    else:
-        model = Predictor.from_checkpoint(cmd.ckpt, map_location=device).eval()
+    elif cmd.weights is not None or cmd.head is not None:
+        raise ValueError("--weights/--head: only with --model NAME (for a predictor checkpoint use --ckpt PATH)")
+    else:  # no --ckpt: the predictor shipped with the package (foresplat.models.pretrained)
+        model = Predictor.from_checkpoint(cmd.ckpt or "default", map_location=device).eval()
     scene = load_scene_spec(cmd.scene, num_views=max(16, cmd.num_context + cmd.num_target))
     from foresplat.limits import check_memory, predict_bytes, resized_size
 

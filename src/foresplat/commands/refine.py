@@ -37,8 +37,8 @@ class RefineCommand:
     scene: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SCENE")]
     """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
     init: str = "points"
-    """Initial Gaussians: points (sparse points, else a visual hull of the masks), random or ply:PATH
-    (a predictor: --ckpt)."""
+    """Initial Gaussians: points (sparse points, else a visual hull of the masks), random, predicted (the
+    predictor shipped with the package) or ply:PATH (another predictor: --ckpt)."""
     ckpt: str | None = None
     """Initialise from this predictor checkpoint's prediction on the context views (replaces --init ckpt:PATH)."""
     model: str | None = None

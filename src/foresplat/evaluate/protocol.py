@@ -38,6 +38,11 @@ from foresplat.io.atomic import atomic_write_json
 from foresplat.refine import RefineConfig
 
 BASELINES = ("points", "random")
+"""The default non-learned initialisations."""
+KNOWN_BASELINES = ("points", "points-n", "sfm-points", "random")
+"""Every baseline: points (all sparse points the context views see), points-n (a random subset of them
+with as many Gaussians as the first checkpoint's start: the equal-count comparison), sfm-points
+(synthetic scenes: the exact points degraded like a real SfM model, foresplat.data.sfm_like), random."""
 
 
 @dataclass
@@ -99,9 +104,9 @@ class EvalConfig:
                              f"{self.num_target}")
         if self.image_size is not None and self.image_size < 8:
             raise ValueError(f"EvalConfig.image_size: expected >= 8 pixels or None, got {self.image_size}")
-        unknown = [b for b in self.baselines if b not in BASELINES]
+        unknown = [b for b in self.baselines if b not in KNOWN_BASELINES]
         if unknown:
-            raise ValueError(f"EvalConfig.baselines: unknown {unknown}; known: {list(BASELINES)}")
+            raise ValueError(f"EvalConfig.baselines: unknown {unknown}; known: {list(KNOWN_BASELINES)}")
         if self.sh_degree is not None and self.sh_degree not in (0, 1, 2, 3):
             raise ValueError(f"EvalConfig.sh_degree: expected 0, 1, 2, 3 or None, got {self.sh_degree}")
         if self.random_count is not None and self.random_count < 1:
@@ -118,7 +123,7 @@ class MethodSpec:
     """One thing to evaluate: a predictor checkpoint, or a baseline initialisation."""
 
     name: str
-    kind: Literal["checkpoint", "points", "random"]
+    kind: Literal["checkpoint", "points", "points-n", "sfm-points", "random"]
     path: Path | None = None
 
     @staticmethod
@@ -262,14 +267,29 @@ def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predicto
         model = predictors.get(method.path)
         with torch.no_grad():
             return model.predict(context).detach()
-    if method.kind == "points":
+    if method.kind in ("points", "points-n", "sfm-points"):
         if context.points is None or context.points.shape[0] == 0:
-            raise ValueError(f"scene {context.name!r} has no sparse points for the points baseline")
-        keep = context_visible_points(context)
+            raise ValueError(f"scene {context.name!r} has no sparse points for the {method.kind} baseline")
+        if method.kind == "sfm-points":
+            if context.depths is None or context.point_views is None:
+                raise ValueError(f"scene {context.name!r}: sfm-points needs exact points with depth maps "
+                                 "(synthetic scenes); real scenes already have SfM points (use points)")
+            from foresplat.data.sfm_like import sfm_like_points
+
+            context = sfm_like_points(context)
+            keep = torch.ones(context.points.shape[0], dtype=torch.bool)
+        else:
+            keep = context_visible_points(context)
         if not bool(keep.any()):
             raise ValueError(f"scene {context.name!r}: none of its sparse points is seen by a context view")
-        colors = None if context.point_colors is None else context.point_colors[keep]
-        return init_from_points(context.points[keep], colors)
+        idx = keep.nonzero()[:, 0]
+        if method.kind == "points-n":
+            if learned_count is None:
+                raise ValueError("points-n: needs a checkpoint evaluated before it (its Gaussian count)")
+            gen = torch.Generator().manual_seed(config.refine.seed)
+            idx = idx[torch.randperm(idx.numel(), generator=gen)[:learned_count]].sort().values
+        colors = None if context.point_colors is None else context.point_colors[idx]
+        return init_from_points(context.points[idx], colors)
     n = config.random_count or learned_count or (
         context.points.shape[0] if context.points is not None and context.points.shape[0] else 10_000)
     return init_random(scene_bounds(context), int(n), seed=config.refine.seed)

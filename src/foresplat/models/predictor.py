@@ -190,10 +190,13 @@ class Predictor(nn.Module):
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Predictor":
         """Rebuilds a predictor from a checkpoint written by `save` or by foresplat.train.
 
+        `path` "default" names the predictor shipped with the package (foresplat.models.pretrained).
         Raises ValueError naming the file when it is not a predictor checkpoint of this schema or
         its weights do not fit the recorded config."""
         from foresplat.io import load_checkpoint
+        from foresplat.models.pretrained import resolve_checkpoint
 
+        path = resolve_checkpoint(path)
         state, meta = load_checkpoint(path)
         config = config_from_checkpoint_meta(meta, str(path))
         weights = {k: v for k, v in state.items() if "/" not in k}

@@ -229,15 +229,18 @@ def predict_on(model: torch.nn.Module, scene: Scene) -> Gaussians:
 
 def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int = 0,
                sh_degree: int = 0) -> Gaussians:
-    """Initial Gaussians from a spec: "points" | "random" | "ply:PATH" | "ckpt:PATH".
+    """Initial Gaussians from a spec: "points" | "random" | "predicted" | "ply:PATH" | "ckpt:PATH".
 
     points: `init_from_points(scene.points, scene.point_colors)`; a scene without sparse points
         but with masks (e.g. NeRF-synthetic RGBA) uses `carve_points(scene, num_random)` instead;
         an error if it has neither;
     random: `init_random(scene_bounds(scene), num_random)`;
     ply:PATH: foresplat.io.read_ply; ckpt:PATH: foresplat.models.Predictor.from_checkpoint(PATH)
-    predicting from `scene` (pass the context views).
+    predicting from `scene` (pass the context views); predicted = ckpt:default, the predictor shipped
+    with the package.
     """
+    if spec == "predicted":
+        spec = "ckpt:default"
     kind, _, arg = spec.partition(":")
     if kind == "points":
         if scene.points is not None and scene.points.shape[0] > 0:
@@ -260,5 +263,5 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
             from foresplat.models import Predictor
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
-        return predict_on(Predictor.from_checkpoint(Path(arg)), scene)
-    raise ValueError(f"--init {spec!r}: expected points, random, ply:PATH or ckpt:PATH")
+        return predict_on(Predictor.from_checkpoint(arg), scene)
+    raise ValueError(f"--init {spec!r}: expected points, random, predicted, ply:PATH or ckpt:PATH")

@@ -1,0 +1,65 @@
+"""Baselines of the real-capture comparison: SfM-like synthetic points and the equal-count points start."""
+
+from __future__ import annotations
+
+import torch
+
+from foresplat.data.sfm_like import SfmLikeConfig, _gradient_magnitude, sfm_like_points
+from foresplat.data.synthetic import SyntheticConfig, generate_scene
+from foresplat.evaluate.protocol import EvalConfig, MethodSpec, _initialise
+from foresplat.refine import RefineConfig
+
+
+def _scene():
+    return generate_scene(1_000_003, SyntheticConfig(width=32, height=32, num_views=4, supersample=1,
+                                                     shadow_samples=1, points_per_view=400))
+
+
+def test_sfm_like_points_prefer_texture_add_noise_and_outliers():
+    scene = _scene()
+    out = sfm_like_points(scene, SfmLikeConfig(depth_noise=0.02, outlier_fraction=0.1, seed=3))
+    assert out.points.shape[0] < scene.points.shape[0]  # flat pixels lose points
+    assert out.point_views.shape == out.points.shape[:1] and out.point_colors.shape == out.points.shape
+    # kept points sit on textured pixels more often than the exact ones do
+    def mean_grad(s):
+        uv, _ = s.cameras.project(s.points)
+        ar = torch.arange(s.points.shape[0])
+        u = uv[s.point_views, ar, 0].floor().long().clamp(0, s.width - 1)
+        v = uv[s.point_views, ar, 1].floor().long().clamp(0, s.height - 1)
+        return float(_gradient_magnitude(s.images)[s.point_views, v, u].mean())
+    no_outliers = sfm_like_points(scene, SfmLikeConfig(depth_noise=0.0, outlier_fraction=0.0, seed=3))
+    assert mean_grad(no_outliers) > mean_grad(scene)
+    # without noise or outliers the kept points are exact; with noise they move along their rays
+    assert torch.isin(no_outliers.points, scene.points).all()
+    noisy = sfm_like_points(scene, SfmLikeConfig(depth_noise=0.05, outlier_fraction=0.0, seed=3))
+    c = scene.cameras.centers()[noisy.point_views]
+    d_exact = (no_outliers.points - c).norm(dim=-1)
+    d_noisy = (noisy.points - c).norm(dim=-1)
+    ratio = torch.log(d_noisy / d_exact)
+    assert 0.03 < float(ratio.std()) < 0.07
+    ray_exact = torch.nn.functional.normalize(no_outliers.points - c, dim=-1)
+    ray_noisy = torch.nn.functional.normalize(noisy.points - c, dim=-1)
+    assert torch.allclose(ray_exact, ray_noisy, atol=1e-4)
+    # outliers: about the requested fraction lands far from every exact point
+    outl = sfm_like_points(scene, SfmLikeConfig(depth_noise=0.0, outlier_fraction=0.1, seed=3))
+    far = torch.cdist(outl.points.double(), scene.points.double()).min(dim=1).values > 1e-4
+    assert 0.05 < float(far.float().mean()) <= 0.1 + 1e-6
+
+
+def test_points_n_baseline_matches_the_learned_count_and_sfm_points_refuses_real_scenes():
+    scene = _scene()
+    cfg = EvalConfig(steps=(0,), num_context=3, num_target=1, refine=RefineConfig(backend="reference"))
+    g = _initialise(MethodSpec("points-n", "points-n"), scene, cfg, None, learned_count=100)
+    assert g.num == 100
+    full = _initialise(MethodSpec("points", "points"), scene, cfg, None, learned_count=100)
+    assert full.num > 100
+    g = _initialise(MethodSpec("sfm-points", "sfm-points"), scene, cfg, None, learned_count=None)
+    assert 0 < g.num < full.num + 1
+    from dataclasses import replace
+
+    import pytest
+
+    with pytest.raises(ValueError, match="sfm-points needs exact points"):
+        _initialise(MethodSpec("sfm-points", "sfm-points"), replace(scene, depths=None), cfg, None, None)
+    with pytest.raises(ValueError, match="points-n: needs a checkpoint"):
+        _initialise(MethodSpec("points-n", "points-n"), scene, cfg, None, None)
