@@ -201,6 +201,10 @@ def _cases(r: Path) -> list[tuple[list[str], list[str]]]:
         (["data", "inspect", good_scene, "--thumb", "x"], ["--thumb"]),
         (["train", "--preset", "tiny", "--lr", "1e30", "--out", str(out / "t")], ["lr", "1e+30"]),
         (["train", "--preset", "nope"], ["--preset"]),
+        (["train", "--preset", "tiny", "--width", "100000", "--height", "100000", "--out", str(out / "t")],
+         ["above the limit", "100000x100000"]),
+        (["eval", "--synthetic", "1", "--synthetic-size", "100000", "--out", str(out / "e")],
+         ["--synthetic-size 100000", "above the limit"]),
         (["--max-memory-gb", "-1", "render"], ["--max-memory-gb"]),
     ]
     # bad output paths (all refused before any work)
@@ -214,6 +218,8 @@ def _cases(r: Path) -> list[tuple[list[str], list[str]]]:
         (predict + ["--ckpt", str(ck / "model"), "--out", str(ck / "model.ply")], ["model.json"]),
         (render + ["--ply", str(ply / "good.ply"), "--out", str(out / "a_file")], ["a_file", "not a folder"]),
         (["data", "inspect", good_scene, "--out", str(out / "fifo.ply")], ["fifo.ply", "FIFO"]),
+        (["train", "--preset", "tiny", "--out", str(out / "a_file")], ["a_file", "not a folder"]),
+        (["eval", "--synthetic", "1", "--out", str(out / "a_file")], ["a_file", "not a folder"]),
     ]
     return cases
 

@@ -112,3 +112,13 @@ def predict_bytes(model, scene_views: int, context_views: int, width: int, heigh
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (float(params) + scene_bytes(scene_views, width, height)
             + float(context_views) * float(width) * float(height) * BYTES_PER_PREDICT_PIXEL)
+
+
+BYTES_PER_TRAIN_PIXEL = 4096
+"""Training, per view-pixel of a batch: predictor activations kept for the backward pass (~4x a
+no-grad forward, BYTES_PER_PREDICT_PIXEL) plus the rule's renders and refinement graph."""
+
+
+def train_bytes(batch_size: int, views: int, width: int, height: int) -> float:
+    """One training iteration on batch_size scenes of `views` views of width x height."""
+    return float(batch_size) * float(views) * float(width) * float(height) * BYTES_PER_TRAIN_PIXEL

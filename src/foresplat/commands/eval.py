@@ -54,7 +54,17 @@ class EvalCommand:
 def run(cmd: EvalCommand):
     """Builds the sources and methods from the command and runs `evaluate`; returns EvalOutputs."""
     from foresplat.evaluate.sources import path_sources, synthetic_sources
+    from foresplat.io.outputs import check_output_dir
+    from foresplat.limits import check_memory, refine_bytes
 
+    check_output_dir(cmd.out)
+    views = cmd.protocol.num_context + cmd.protocol.num_target
+    for option, size in (("--synthetic-size", cmd.synthetic_size if cmd.synthetic else None),
+                         ("--image-size", cmd.protocol.image_size)):
+        if size is not None:
+            if size < 1:
+                raise ValueError(f"{option}: expected a positive number of pixels, got {size}")
+            check_memory(refine_bytes(views, size, size, 0), f"evaluation at {option} {size}")
     sources = []
     if cmd.synthetic:
         from foresplat.data.synthetic import SyntheticConfig

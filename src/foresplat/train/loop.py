@@ -142,7 +142,13 @@ def train(config: TrainConfig, rule: TrainingRule | None = None) -> Path:
 
 
 def _train(config: TrainConfig, info: DistInfo, rule: TrainingRule | None = None) -> Path:
-    out = Path(config.out_dir)
+    from foresplat.io.outputs import check_output_dir
+    from foresplat.limits import check_memory, train_bytes
+
+    out = check_output_dir(config.out_dir, option="--out")
+    views = config.num_context + config.num_target
+    check_memory(train_bytes(config.batch_size, views, config.width, config.height),
+                 f"training with batches of {config.batch_size} x {views} views at {config.width}x{config.height} px")
     model, config = build_model(config)
     if config.width % model.divisor or config.height % model.divisor:
         raise ValueError(f"TrainConfig.width/height: {config.width}x{config.height} must be multiples of "
