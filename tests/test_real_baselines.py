@@ -63,3 +63,23 @@ def test_points_n_baseline_matches_the_learned_count_and_sfm_points_refuses_real
         _initialise(MethodSpec("sfm-points", "sfm-points"), replace(scene, depths=None), cfg, None, None)
     with pytest.raises(ValueError, match="points-n: needs a checkpoint"):
         _initialise(MethodSpec("points-n", "points-n"), scene, cfg, None, None)
+
+
+def test_evaluate_scene_reports_counts_and_target_coverage(tmp_path):
+    from foresplat.evaluate.protocol import build_methods, evaluate_scene, prepare_scene
+    from foresplat.models import Predictor, PredictorConfig
+
+    torch.manual_seed(0)
+    Predictor(PredictorConfig.preset("edge-t")).save(tmp_path / "m", step=0)
+    scene = prepare_scene(_scene(), None, 16)
+    cfg = EvalConfig(steps=(0, 2), budgets=(1e3,), num_context=3, num_target=1,
+                     baselines=("points", "points-n", "random"), refine=RefineConfig(backend="cpu"))
+    methods = build_methods([f"tiny={tmp_path / 'm'}"], cfg.baselines)
+    res = evaluate_scene(scene, methods, cfg)
+    by = {m.method: m for m in res.methods}
+    assert all(m.ok for m in res.methods), [m.error for m in res.methods]
+    assert by["points-n"].num_gaussians == by["tiny"].num_gaussians == by["random"].num_gaussians
+    assert by["points"].num_gaussians > by["points-n"].num_gaussians
+    for m in res.methods:
+        assert 0.0 <= m.target_alpha <= 1.0
+    assert by["tiny"].target_alpha > 0.5  # pixel-aligned Gaussians cover most of a nearby target view

@@ -218,6 +218,17 @@ def _render_targets(g: Gaussians, target: Scene, refine_cfg: RefineConfig) -> to
     return out.colors.clamp(0, 1).cpu().float()
 
 
+def _target_alpha(g: Gaussians, target: Scene, refine_cfg: RefineConfig) -> float:
+    """Mean rendered alpha of g on the target cameras (1 = every target pixel covered)."""
+    from foresplat.cameras import Cameras
+    from foresplat.render import render
+
+    g = g.detach()
+    cams = Cameras(target.cameras.viewmats.to(g.means), target.cameras.Ks.to(g.means), target.width, target.height)
+    with torch.no_grad():
+        return float(render(g, cams, backend=refine_cfg.backend).alphas.mean())
+
+
 class _Scorer:
     """PSNR / SSIM / optional LPIPS of renders against target images, means over the views."""
 
@@ -333,6 +344,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[MethodSpec], config: EvalConf
             mr.num_gaussians = run.gaussians.num
             mr.refine_seconds = float(sum(run.step_seconds))
             mr.final_loss = run.losses[-1] if run.losses else None
+            mr.target_alpha = _target_alpha(g0, target, refine_cfg)
             renders: dict[int, torch.Tensor] = {}
             for k in config.steps:
                 renders[int(k)] = _render_targets(run.recorded[int(k)], target, refine_cfg)

@@ -53,6 +53,8 @@ class MethodResult:
     refine_seconds: float = 0.0
     """Total refinement time over all steps (sum of the per-step times)."""
     num_gaussians: int = 0
+    target_alpha: float | None = None
+    """Mean rendered alpha of the initial Gaussians on the target views (coverage of the start)."""
     final_loss: float | None = None
     ply: str | None = None
     error: str | None = None

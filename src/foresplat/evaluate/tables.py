@@ -87,7 +87,7 @@ def _scene_section(report: EvalReport) -> list[str]:
     steps, last = report.steps, report.steps[-1]
     header = (["scene", "method"] + [f"PSNR@{k}" for k in steps] + [f"SSIM@{last}"]
               + ([f"LPIPS@{last}"] if report.lpips_computed else [])
-              + [f"PSNR {_budget_label(b)}" for b in report.budgets] + ["init s", "N"])
+              + [f"PSNR {_budget_label(b)}" for b in report.budgets] + ["init s", "N", "alpha@0"])
     rows, errors = [], []
     for s in report.scenes:
         if s.error is not None:
@@ -105,7 +105,7 @@ def _scene_section(report: EvalReport) -> list[str]:
             for b in m.budgets:
                 row.append(f"{_f(b.quality.psnr if b.quality else None)} ({b.step}){'*' if b.exhausted else ''}"
                            f"{'' if b.exact else '~'}")
-            row += [_f(m.predict_seconds, 3), str(m.num_gaussians)]
+            row += [_f(m.predict_seconds, 3), str(m.num_gaussians), _f(m.target_alpha, 2)]
             rows.append(row)
     if rows:
         out += _md_table(header, rows) + [""]
