@@ -53,12 +53,13 @@ def _options(command: str, capsys, cache: dict) -> tuple[set[str], str]:
 def test_help_uses_one_vocabulary(command, capsys, helps):
     options, text = _options(command, capsys, helps)
     assert not options & OLD_SPELLINGS, f"{command}: old spellings in --help: {options & OLD_SPELLINGS}"
-    for opt in options:
+    for full in options:
+        opt = "--" + full[2:].split(".")[-1]  # a nested config's option (--train.ckpt) follows the same names
         if "ckpt" in opt or "checkpoint" in opt:
             assert opt == "--ckpt" or opt in NOT_A_CHECKPOINT_INPUT, f"{command}: checkpoint option {opt} (use --ckpt)"
-        if opt.startswith("--out"):
-            assert opt == "--out", f"{command}: output option {opt} (use --out)"
-        if "split" in opt and not opt.startswith("--split."):
+        if opt.startswith("--output") or opt in ("--out-dir", "--outdir", "--out-path", "--out-file", "--out-folder"):
+            raise AssertionError(f"{command}: output option {full} (use --out)")
+        if "split" in opt:
             assert opt in ("--split", "--split-seed"), f"{command}: split option {opt} (use --split)"
     if command in TAKES_CKPT:
         assert "--ckpt" in options, f"{command} takes a checkpoint but has no --ckpt"

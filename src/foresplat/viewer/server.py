@@ -190,7 +190,7 @@ class Viewer:
             raise ValueError("Viewer: no scene views to take a camera from")
         return self._views.cameras.index([index])
 
-    def capture(self, camera: Cameras, *, timeout: float = 20.0, settle: int = 2, interval: float = 0.15,
+    def capture(self, camera: Cameras, *, timeout: float = 20.0, settle: int = 3, interval: float = 0.25,
                 max_tries: int = 40) -> Frame:
         """The first connected browser's frame from `camera`'s pose and vertical fov (one camera), taken
         once `settle` consecutive frames agree (viser sorts splats asynchronously).
