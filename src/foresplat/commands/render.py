@@ -99,10 +99,13 @@ class RenderCommand:
                 raise ValueError(f"--views: with --scene expected all, target or context, got {self.views}")
         else:
             self.views = 8 if self.views is None else self.views
-            if isinstance(self.views, str) or self.views <= 0:
-                raise ValueError(f"--views: without --scene (orbit views) expected a positive count, got {self.views}")
+            if isinstance(self.views, str) or not 0 < self.views <= 100_000:
+                raise ValueError(f"--views: without --scene (orbit views) expected a count in 1..100000, "
+                                 f"got {self.views}")
         if not 0.0 < self.fov_deg < 179.0:
             raise ValueError(f"--fov-deg: must be in (0, 179), got {self.fov_deg}")
+        if not -90.0 <= self.elevation_deg <= 90.0:  # NaN fails too
+            raise ValueError(f"--elevation-deg: must be in [-90, 90], got {self.elevation_deg}")
         if self.background is not None and any(not 0.0 <= c <= 1.0 for c in self.background):
             raise ValueError(f"--background: RGB values must be in [0, 1], got {self.background}")
         if self.device == "cuda" and not torch.cuda.is_available():

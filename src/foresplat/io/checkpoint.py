@@ -36,6 +36,8 @@ __all__ = ["CHECKPOINT_SCHEMA_VERSION", "CheckpointError", "checkpoint_paths", "
            "load_checkpoint", "meta_digest", "flatten_state", "unflatten_state"]
 
 CHECKPOINT_SCHEMA_VERSION = 1
+MAX_JSON_BYTES = 256 << 20
+"""Largest checkpoint JSON read (optimizer skeletons are a few MB; more is not a checkpoint)."""
 _RESERVED = ("schema_version", "created", "foresplat_version", "safetensors_sha256", "meta_sha256")
 _TAGS = ("__tensor__", "__tuple__", "__dict__", "__float__")
 
@@ -135,6 +137,9 @@ def load_checkpoint(path: str | os.PathLike, expected_kind: str | None = None,
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint {st_path.with_suffix('')}: missing {p}"
                                     + (" (an incomplete save, or not a checkpoint)" if p == json_path else ""))
+    if json_path.stat().st_size > MAX_JSON_BYTES:
+        raise CheckpointError(f"checkpoint {json_path}: {json_path.stat().st_size} bytes, more than the "
+                              f"{MAX_JSON_BYTES >> 20} MB a checkpoint's metadata may have (not a checkpoint?)")
     try:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
