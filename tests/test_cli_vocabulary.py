@@ -206,3 +206,15 @@ def test_eval_takes_the_same_scene_spec(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--scenes", "synthetic:3", "--out", str(tmp_path / "f")]) == 2
     assert "held-out synthetic seeds start at" in capsys.readouterr().err
+
+
+def test_refine_ckpt_option_and_the_old_init_spelling(tmp_path, capsys):
+    base = ["refine", "synthetic:2", "--steps", "1", "--no-progress", "--out", str(tmp_path / "r.ply")]
+    assert main(base + ["--ckpt", str(tmp_path / "m"), "--init", "random"]) == 2
+    assert "give one initialisation" in capsys.readouterr().err
+    assert main(base + ["--init", f"ckpt:{tmp_path / 'missing'}"]) == 2
+    err = capsys.readouterr().err
+    assert "--init ckpt:PATH is deprecated" in err and "use --ckpt PATH" in err and "missing" in err
+    assert main(base + ["--view-capture", str(tmp_path / "f")]) == 2
+    assert "needs --view" in capsys.readouterr().err
+    assert not (tmp_path / "r.ply").exists()

@@ -115,6 +115,14 @@ def run(cmd: RefineCommand) -> int:
         print(deprecation("foresplat refine", "--init ckpt:PATH", "--ckpt PATH"), file=sys.stderr)
     if cmd.sh_degree is not None and cmd.sh_degree not in (0, 1, 2, 3):
         raise ValueError(f"--sh-degree: expected 0, 1, 2 or 3, got {cmd.sh_degree}")
+    if cmd.view:  # before any loading: a missing viser or a bad --view-every is reported at once
+        from foresplat.viewer import require_viser
+
+        require_viser()
+        if cmd.view_every < 1:
+            raise ValueError(f"--view-every: expected a positive number of steps, got {cmd.view_every}")
+    elif cmd.view_capture is not None:
+        raise ValueError("--view-capture: needs --view")
     bad_steps = [s for s in cmd.eval_steps if not 0 <= s <= cfg.steps]
     if bad_steps and tuple(cmd.eval_steps) != RefineCommand.__dataclass_fields__["eval_steps"].default:
         raise ValueError(f"--eval-steps: {bad_steps} outside [0, --steps {cfg.steps}]")
@@ -185,12 +193,8 @@ def run(cmd: RefineCommand) -> int:
     if cmd.view:
         from foresplat.viewer.live import LiveRefinement
 
-        if cmd.view_every < 1:
-            raise ValueError(f"--view-every: expected a positive number of steps, got {cmd.view_every}")
         live = LiveRefinement(split, host=cmd.host, port=cmd.port, background=cfg.background,
                               backend=cfg.backend, capture_dir=cmd.view_capture, title=f"foresplat refine {scene.name}")
-    elif cmd.view_capture is not None:
-        raise ValueError("--view-capture: needs --view")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     stats: dict = {}
     bar = tqdm(total=cfg.steps, desc=f"refine {scene.name}", unit="step", disable=not cmd.progress,
