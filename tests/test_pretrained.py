@@ -1,0 +1,55 @@
+"""The shipped predictor asset and the `default` checkpoint name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from foresplat.models import Predictor, PredictorConfig
+from foresplat.models import pretrained
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_write_asset_halves_the_weights_and_records_provenance(tmp_path):
+    torch.manual_seed(0)
+    model = Predictor(PredictorConfig.preset("edge-t"))
+    model.save(tmp_path / "run" / "model", step=7)
+    out = pretrained.write_asset(tmp_path / "run" / "model", "foresplat train --preset tiny", tmp_path / "asset")
+    from foresplat.io import load_checkpoint
+
+    state, meta = load_checkpoint(out)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    assert meta["provenance"]["command"] == "foresplat train --preset tiny" and meta["step"] == 7
+    loaded = Predictor.from_checkpoint(out)
+    assert next(loaded.parameters()).dtype == torch.float32
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-2, atol=1e-3)
+
+
+def test_default_names_the_shipped_asset(monkeypatch, tmp_path):
+    assert pretrained.resolve_checkpoint("runs/x/model") == Path("runs/x/model")
+    monkeypatch.setattr(pretrained, "DEFAULT_STEM", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="checkpoint 'default'"):
+        Predictor.from_checkpoint("default")
+
+
+def test_shipped_predictor_loads_and_predicts_on_a_real_scene():
+    assert pretrained.DEFAULT_STEM.with_suffix(".json").is_file(), "the package must ship its predictor"
+    size = pretrained.DEFAULT_STEM.with_suffix(".safetensors").stat().st_size
+    assert size < 5e6  # a few MB at most
+    model = Predictor.from_checkpoint("default").eval()
+    if not (DATA / "llff_fern").is_dir():
+        pytest.skip("../shared/data/llff_fern is absent")
+    from foresplat.data import load_scene
+    from foresplat.evaluate.protocol import prepare_scene
+
+    scene = prepare_scene(load_scene(DATA / "llff_fern"), 64, model.divisor).subset(range(4))
+    g = model.predict(scene)
+    assert g.num == 4 * (scene.width // model.prediction_stride) * (scene.height // model.prediction_stride)
+    assert all(bool(torch.isfinite(t).all()) for t in g.tensors())
+    # the Gaussians lie in front of the cameras, inside the scene's bounds
+    _, z = scene.cameras.project(g.means.to(scene.cameras.viewmats.dtype))
+    assert float((z > 0).float().mean()) > 0.95
