@@ -4,7 +4,7 @@
         --iterations 500 --out runs/anysplat_metagrad
     foresplat predict SCENE --model anysplat --weights weights/anysplat --head runs/anysplat_metagrad/head
 
-Any registered adapter (foresplat.models.adapter: edge, anysplat, da3). Only the head trains: the
+Any registered adapter (foresplat.models.adapter: edge, anysplat, da3, vggt). Only the head trains: the
 frozen part runs without gradients and its digest (sha256 of every other parameter) is recorded before
 and after, and must match. The TrainConfig (preset + overrides) gives the scenes (one per iteration,
 foresplat.train.data.sample_split), the rule, iterations, lr, grad_clip, size, seed, device and out
@@ -74,7 +74,8 @@ def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
             log.write(json.dumps(entry) + "\n")
             log.flush()
 
-        logs = finetune_head(adapter.train(), lambda it: sample_split(config, it, 0, 0), ft, on_step)
+        adapter.eval().head.train()  # the frozen part in inference mode, the head as in training
+        logs = finetune_head(adapter, lambda it: sample_split(config, it, 0, 0), ft, on_step)
     after = adapter.backbone_digest()
     if after != before:  # cannot happen: the optimizer only holds head parameters
         raise RuntimeError(f"model {args.model!r}: parameters outside the head changed during head-only training")
