@@ -6,6 +6,8 @@ copy); every comparison then runs the PyTorch predictor and onnxruntime on the s
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,21 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="bad.onnx: onnxruntime cannot load it"):
         OnnxPredictor(bad)
+
+
+@pytest.mark.slow
+def test_predict_cli_onnx_writes_the_same_ply(exported, tmp_path):
+    from foresplat.commands.predict import main
+    from foresplat.io import read_ply
+
+    _, path, _ = exported
+    common = ["synthetic:2", "--num-context", "4", "--num-target", "2", "--width", "32"]
+    assert main([*common, "--ckpt", str(path.parent / "model"), "--out", str(tmp_path / "torch.ply")]) == 0
+    assert main([*common, "--onnx", str(path), "--out", str(tmp_path / "onnx.ply")]) == 0
+    a, b = read_ply(tmp_path / "torch.ply"), read_ply(tmp_path / "onnx.ply")
+    assert a.num == b.num == 4 * 16 * 16
+    for name, x, y in zip(("means", "quats", "log_scales", "opacity_logits", "sh"), a.tensors(), b.tensors()):
+        assert float((x - y).abs().max()) < 1e-4, name
+    assert json.loads((tmp_path / "onnx.json").read_text())["onnx"] == str(path)
+    with pytest.raises(ValueError, match="--onnx: give either"):
+        main([*common, "--onnx", str(path), "--ckpt", "x", "--out", str(tmp_path / "x.ply")])

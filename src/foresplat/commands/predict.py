@@ -40,6 +40,8 @@ class PredictCommand:
     """Local weights of --model (nothing is downloaded)."""
     head: str | None = None
     """Head weights of a fine-tune of --model (`foresplat train --model ...` writes OUT/head)."""
+    onnx: str | None = None
+    """An exported predictor (`foresplat export`) run with onnxruntime instead of --ckpt (pip install 'foresplat[onnx]')."""
     out: Path = Path("g0.ply")
     """Output .ply; the split and timing go to the same path with suffix .json."""
     sh_degree: int | None = None
@@ -75,7 +77,13 @@ def run(cmd: PredictCommand) -> int:
 
     check_output_path(cmd.out, sidecars={Path(cmd.out).with_suffix(".json"): "foresplat predict"})
     device = cmd.device if cmd.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if cmd.model is not None:
+    if cmd.onnx is not None:
+        from foresplat.export.scene_predict import OnnxSceneModel
+
+        if cmd.ckpt is not None or cmd.model is not None:
+            raise ValueError("--onnx: give either --onnx or --ckpt / --model, not both")
+        model, device = OnnxSceneModel(cmd.onnx), "cpu (onnxruntime)"
+    elif cmd.model is not None:
         from foresplat.models.adapter import load_adapter
 
         if cmd.weights is None:
@@ -116,6 +124,7 @@ def run(cmd: PredictCommand) -> int:
         "split": cmd.split, "split_seed": cmd.split_seed, "num_gaussians": g.num,
         "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
         **({"model": cmd.model, "weights": cmd.weights, "head": cmd.head} if cmd.model else {}),
+        **({"onnx": cmd.onnx} if cmd.onnx else {}),
         **({"camera_alignment": model.last_alignment[0].summary()}
            if getattr(model, "last_alignment", None) else {}),
         **sidecar_record("foresplat predict", out)})

@@ -25,3 +25,23 @@ def predict_scene_onnx(runner: OnnxPredictor, scene: Scene) -> Gaussians:
     scene.validate()
     out = runner.run(*scene_inputs(scene))
     return Gaussians(*(torch.from_numpy(out[k][0]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")))
+
+
+class OnnxSceneModel:
+    """An exported model with the scene-level surface `foresplat predict` uses (divisor, predict, parameters)."""
+
+    def __init__(self, path, threads: int | None = None):
+        self.runner = OnnxPredictor(path, threads)
+        self.divisor = self.runner.divisor
+
+    def predict(self, scene: Scene) -> Gaussians:
+        """Gaussians [N] of every view of `scene` (see predict_scene_onnx)."""
+        return predict_scene_onnx(self.runner, scene)
+
+    def parameters(self):
+        """No PyTorch parameters: the weights live in the onnxruntime session (memory estimates skip them)."""
+        return iter(())
+
+    def eval(self) -> "OnnxSceneModel":
+        """No-op (an ONNX graph is always in inference mode)."""
+        return self
