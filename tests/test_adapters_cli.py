@@ -50,8 +50,8 @@ def test_model_options_fail_with_one_line(tmp_path, capsys):
     assert main(["predict", "synthetic:3", "--model", "nope", "--weights", str(tmp_path), "--out",
                  str(tmp_path / "x.ply")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
-    assert main(["predict", "synthetic:3", "--out", str(tmp_path / "x.ply")]) == 2
-    assert "--ckpt" in capsys.readouterr().err
+    assert main(["predict", "synthetic:3", "--weights", str(tmp_path), "--out", str(tmp_path / "x.ply")]) == 2
+    assert "--model NAME" in capsys.readouterr().err
 
 
 def test_refine_from_a_model_matches_refine_from_its_checkpoint(tmp_path):
