@@ -171,3 +171,14 @@ def test_predict_cli_onnx_writes_the_same_ply(exported, tmp_path):
     assert json.loads((tmp_path / "onnx.json").read_text())["onnx"] == str(path)
     with pytest.raises(ValueError, match="--onnx: give either"):
         main([*common, "--onnx", str(path), "--ckpt", "x", "--out", str(tmp_path / "x.ply")])
+
+
+def test_missing_extra_is_a_one_line_cli_error(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from foresplat.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ModuleNotFoundError
+    rc = main(["predict", "synthetic:0", "--onnx", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "g.ply")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "pip install 'foresplat[onnx]'" in err[0]

@@ -12,7 +12,6 @@ example size (max abs difference of every output must stay under --tolerance).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +86,4 @@ def run(cmd: ExportCommand) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat export`."""
-    cmd = tyro.cli(ExportCommand, args=argv, prog="foresplat export")
-    try:
-        return run(cmd)
-    except ModuleNotFoundError as e:  # the optional extra is missing: one line, no traceback
-        print(f"foresplat export: error: {e}", file=sys.stderr)
-        return 2
+    return run(tyro.cli(ExportCommand, args=argv, prog="foresplat export"))

@@ -10,7 +10,7 @@ Needs the optional packages of `pip install 'foresplat[onnx]'` (onnx, onnxscript
 from foresplat.export.onnx_export import (ExportConfig, OnnxExportError, PredictorGraph, example_inputs, export_module,
                                           export_onnx, read_metadata)
 from foresplat.export.quantize import quantize_int8
-from foresplat.export.runtime import OnnxPredictor
+from foresplat.export.runtime import MissingOnnxExtra, OnnxPredictor
 
-__all__ = ["ExportConfig", "OnnxExportError", "OnnxPredictor", "PredictorGraph", "example_inputs", "export_module",
+__all__ = ["ExportConfig", "MissingOnnxExtra", "OnnxExportError", "OnnxPredictor", "PredictorGraph", "example_inputs", "export_module",
            "export_onnx", "quantize_int8", "read_metadata"]

@@ -42,13 +42,14 @@ class OnnxExportError(ValueError):
 
 
 def require_onnx() -> None:
-    """Raises ModuleNotFoundError with the install hint when the onnx extra is missing."""
+    """Raises MissingOnnxExtra with the install hint when the onnx extra is missing."""
+    from foresplat.export.runtime import MissingOnnxExtra
+
     for module in ("onnx", "onnxscript"):
         try:
             __import__(module)
         except ModuleNotFoundError as e:
-            raise ModuleNotFoundError(f"ONNX export needs the package {module!r}: "
-                                      f"pip install 'foresplat[onnx]'") from e
+            raise MissingOnnxExtra(f"ONNX export needs the package {module!r}: pip install 'foresplat[onnx]'") from e
 
 
 @dataclass

@@ -17,13 +17,17 @@ INPUT_NAMES = ("images", "viewmats", "Ks", "near", "far")
 OUTPUT_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
 
+class MissingOnnxExtra(ModuleNotFoundError, ValueError):
+    """An optional package of `foresplat[onnx]` is missing (a ValueError too: the CLI reports it in one line)."""
+
+
 def require_onnxruntime():
-    """The onnxruntime module, or ModuleNotFoundError with the install hint."""
+    """The onnxruntime module, or MissingOnnxExtra with the install hint."""
     try:
         import onnxruntime
     except ModuleNotFoundError as e:
-        raise ModuleNotFoundError("running an ONNX model needs the package 'onnxruntime': "
-                                  "pip install 'foresplat[onnx]'") from e
+        raise MissingOnnxExtra("running an ONNX model needs the package 'onnxruntime': "
+                               "pip install 'foresplat[onnx]'") from e
     return onnxruntime
 
 
