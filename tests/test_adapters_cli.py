@@ -67,3 +67,35 @@ def test_refine_from_a_model_matches_refine_from_its_checkpoint(tmp_path):
     assert abs(a["eval"][0]["psnr"] - b["eval"][0]["psnr"]) < 1e-3  # the same G0 (step 0)
     assert main([*common, "--model", "edge", "--ckpt", str(tmp_path / "base"),
                  "--out", str(tmp_path / "c.ply")]) == 2
+
+
+def test_eval_takes_registered_models_and_fine_tuned_heads(tmp_path):
+    from foresplat.evaluate.protocol import EvalConfig, SceneSource, build_methods, evaluate
+    from foresplat.models.adapter import load_feedforward
+    from foresplat.models.adapters.edge import EdgeAdapter
+    from foresplat.refine import RefineConfig
+    from foresplat.train.config import train_preset
+    from foresplat.train.data import synthetic_scene
+
+    torch.manual_seed(2)
+    p = Predictor(PredictorConfig.preset("edge-t"))
+    p.save(tmp_path / "base")
+    ft = EdgeAdapter(Predictor.from_checkpoint(tmp_path / "base"))
+    with torch.no_grad():
+        ft.head.out.bias.add_(0.3)  # a "fine-tuned" head
+    ft.save_head(tmp_path / "head", {"weights": str(tmp_path / "base")})
+    assert isinstance(load_feedforward(tmp_path / "base"), Predictor)
+    assert isinstance(load_feedforward(f"edge:{tmp_path / 'base'}"), EdgeAdapter)
+    assert torch.equal(load_feedforward(tmp_path / "head").head.out.bias, ft.head.out.bias)
+
+    scene = synthetic_scene(5, train_preset("tiny").synthetic)
+    methods = build_methods([f"pred={tmp_path / 'base'}", f"adapter=edge:{tmp_path / 'base'}",
+                             f"ft={tmp_path / 'head'}"], [])
+    config = EvalConfig(steps=(0, 1), budgets=(1e3,), num_context=2, num_target=2, save_ply=False,
+                        refine=RefineConfig(backend="reference"))
+    s = evaluate([SceneSource("s", "memory", lambda: scene)], methods, config, tmp_path / "eval",
+                 progress=False).report.scenes[0]
+    names = ("pred", "adapter", "ft")
+    assert all(s.method(n).ok for n in names), [s.method(n).error for n in names]
+    assert abs(s.method("pred").steps[0].psnr - s.method("adapter").steps[0].psnr) < 1e-3
+    assert abs(s.method("pred").steps[0].psnr - s.method("ft").steps[0].psnr) > 1e-3

@@ -158,10 +158,10 @@ class _Predictors:
 
     def get(self, path: Path):
         if path not in self._cache:
-            from foresplat.models import Predictor
+            from foresplat.models.adapter import load_feedforward
 
-            try:
-                self._cache[path] = Predictor.from_checkpoint(path, map_location=self.device).eval()
+            try:  # a Predictor checkpoint, NAME:WEIGHTS of a registered model, or a `train --model` head
+                self._cache[path] = load_feedforward(path, self.device)
             except Exception as exc:  # remembered, re-raised for every scene
                 self._cache[path] = exc
         model = self._cache[path]

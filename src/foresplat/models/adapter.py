@@ -260,6 +260,32 @@ def load_adapter(name: str, weights: str | os.PathLike, head: str | os.PathLike 
     return adapter.load_head(head) if head is not None else adapter
 
 
+def load_feedforward(spec: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Any feed-forward model from one string, for commands that take checkpoints (e.g. eval's --ckpt):
+    "NAME:WEIGHTS" (a registered adapter), a head checkpoint of `train --model` (its JSON names the
+    model and its weights), or a Predictor checkpoint. The result has `predict(scene)` and `divisor`."""
+    import json
+
+    from foresplat.io import checkpoint_paths
+    from foresplat.models.predictor import Predictor
+
+    text = str(spec)
+    name, sep, rest = text.partition(":")
+    if sep and name in _ADAPTERS and rest:
+        return load_adapter(name, rest).to(device).eval()
+    json_path = checkpoint_paths(text)[1]
+    if json_path.is_file():
+        try:
+            meta = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        if isinstance(meta, dict) and meta.get("kind") == "adapter_head":
+            if meta.get("model") not in _ADAPTERS or not meta.get("weights"):
+                raise ValueError(f"{json_path}: a head checkpoint without a known model and weights path")
+            return load_adapter(meta["model"], meta["weights"], head=text).to(device).eval()
+    return Predictor.from_checkpoint(text, map_location=device).eval()
+
+
 register_adapter(AdapterSpec("edge", "foresplat.models.adapters.edge:load", None,
                              "a foresplat predictor checkpoint (stem, .json or .safetensors)"))
 register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:load", "anysplat",
