@@ -28,7 +28,8 @@ class EvalCommand:
     """Evaluate predictor checkpoints and baseline initialisations under predict-then-refine."""
 
     ckpt: tuple[str, ...] = ()
-    """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix)."""
+    """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix); PATH may
+    also be MODEL:WEIGHTS of a registered model (anysplat, da3, vggt, edge) or a `train --model` head."""
     scenes: tuple[str, ...] = ()
     """Scenes: folders (any format foresplat.data.load_scene reads), directories of scene folders, or
     synthetic:SEED (a held-out seed >= foresplat.data.synthetic.EVAL_SEED_START)."""
