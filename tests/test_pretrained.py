@@ -53,3 +53,16 @@ def test_shipped_predictor_loads_and_predicts_on_a_real_scene():
     # the Gaussians lie in front of the cameras, inside the scene's bounds
     _, z = scene.cameras.project(g.means.to(scene.cameras.viewmats.dtype))
     assert float((z > 0).float().mean()) > 0.95
+
+
+def test_refine_init_predicted_uses_the_shipped_predictor():
+    from foresplat.data.synthetic import SyntheticConfig, generate_scene
+    from foresplat.refine.init import initialize
+
+    scene = generate_scene(1_000_001, SyntheticConfig(width=32, height=32, num_views=3, supersample=1,
+                                                      shadow_samples=1, points_per_view=50))
+    g = initialize("predicted", scene)
+    ref = Predictor.from_checkpoint("default").predict(scene)
+    assert torch.allclose(g.means, ref.means, atol=1e-5)
+    both = initialize("predicted+points", scene)
+    assert both.num == g.num + scene.points.shape[0] and both.sh_degree == g.sh_degree

@@ -123,7 +123,7 @@ class MethodSpec:
     """One thing to evaluate: a predictor checkpoint, or a baseline initialisation."""
 
     name: str
-    kind: Literal["checkpoint", "points", "points-n", "sfm-points", "random"]
+    kind: Literal["checkpoint", "checkpoint+points", "points", "points-n", "sfm-points", "random"]
     path: Path | None = None
 
     @staticmethod
@@ -135,6 +135,8 @@ class MethodSpec:
             name, path = Path(text).name.split(".")[0] or text, text
         if not name or not path:
             raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH")
+        if path.endswith("+points"):  # the prediction plus the scene's sparse points (init_from_points)
+            return MethodSpec(name, "checkpoint+points", Path(path[: -len("+points")]))
         return MethodSpec(name, "checkpoint", Path(path))
 
 
@@ -274,10 +276,18 @@ def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predicto
                 learned_count: int | None) -> Gaussians:
     from foresplat.refine import init_from_points, init_random, scene_bounds
 
-    if method.kind == "checkpoint":
+    if method.kind in ("checkpoint", "checkpoint+points"):
         model = predictors.get(method.path)
         with torch.no_grad():
-            return model.predict(context).detach()
+            g = model.predict(context).detach()
+        if method.kind == "checkpoint":
+            return g
+        if context.points is None or context.points.shape[0] == 0:
+            raise ValueError(f"scene {context.name!r} has no sparse points to add to the prediction")
+        keep = context_visible_points(context)
+        colors = None if context.point_colors is None else context.point_colors[keep]
+        pts = init_from_points(context.points[keep], colors, sh_degree=g.sh_degree).to(g.means)
+        return Gaussians.cat([g, pts])
     if method.kind in ("points", "points-n", "sfm-points"):
         if context.points is None or context.points.shape[0] == 0:
             raise ValueError(f"scene {context.name!r} has no sparse points for the {method.kind} baseline")

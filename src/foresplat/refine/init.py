@@ -237,10 +237,14 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
     random: `init_random(scene_bounds(scene), num_random)`;
     ply:PATH: foresplat.io.read_ply; ckpt:PATH: foresplat.models.Predictor.from_checkpoint(PATH)
     predicting from `scene` (pass the context views); predicted = ckpt:default, the predictor shipped
-    with the package.
+    with the package; predicted+points = its prediction and the points start together.
     """
     if spec == "predicted":
         spec = "ckpt:default"
+    if spec == "predicted+points":  # the shipped predictor's start plus the scene's sparse points
+        g = initialize("ckpt:default", scene)
+        return Gaussians.cat([g, initialize("points", scene, num_random=num_random, seed=seed,
+                                            sh_degree=g.sh_degree).to(g.means)])
     kind, _, arg = spec.partition(":")
     if kind == "points":
         if scene.points is not None and scene.points.shape[0] > 0:
@@ -264,4 +268,4 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
         return predict_on(Predictor.from_checkpoint(arg), scene)
-    raise ValueError(f"--init {spec!r}: expected points, random, predicted, ply:PATH or ckpt:PATH")
+    raise ValueError(f"--init {spec!r}: expected points, random, predicted, predicted+points, ply:PATH or ckpt:PATH")
