@@ -222,3 +222,15 @@ def test_a_missing_model_package_is_a_one_line_cli_error(name, package, monkeypa
     err = capsys.readouterr().err
     assert f"needs the package {package}" in err and f"foresplat[{'da3' if name == 'da3' else 'anysplat'}]" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_stream_skips_scenes_that_fail_to_encode_but_not_all_of_them():
+    torch.manual_seed(0)
+    a = EdgeAdapter(Predictor(PredictorConfig.preset("edge-t")))
+    good = split_views(_scene(), num_context=3, num_target=2, seed=0)
+    bad_ctx = good.context.center_cropped(good.context.width - 2, good.context.height - 2)  # off the divisor
+    bad = type(good)(bad_ctx, good.target, good.context_indices, good.target_indices)
+    logs = finetune_head(a, lambda it: bad if it == 0 else good, metagrad_config(iterations=2))
+    assert "skipped" in logs[0] and "multiples of" in logs[0]["skipped"] and math.isfinite(logs[1]["loss"])
+    with pytest.raises(ValueError, match="the first 10 scenes all failed to encode"):
+        finetune_head(a, lambda it: bad, metagrad_config(iterations=12))

@@ -19,7 +19,11 @@ import torch
 
 from foresplat.data.scene import SceneSplit
 from foresplat.meta import RuleConfig, build_rule
-from foresplat.models.adapter import ModelAdapter
+from foresplat.models.adapter import ModelAdapter, check_views
+
+
+MAX_SKIPPED_START = 10
+"""A stream of scenes whose first this many all fail to encode is an error (not a skip)."""
 
 
 @dataclass
@@ -50,7 +54,10 @@ class HeadFinetuneConfig:
 def _encode(adapter: ModelAdapter, split: SceneSplit, dev: torch.device):
     c = split.context.to(device=dev, dtype=torch.float32)
     t = lambda x: torch.tensor([float(x)], device=dev)  # noqa: E731
-    return adapter.encode(c.images[None], c.cameras.viewmats[None], c.cameras.Ks[None], t(c.near), t(c.far))
+    views = (c.images[None], c.cameras.viewmats[None], c.cameras.Ks[None], t(c.near), t(c.far))
+    check_views(*views, adapter.divisor, adapter.needs_cameras)
+    with torch.no_grad():
+        return adapter.encode(*views)
 
 
 def finetune_head(adapter: ModelAdapter, splits: Sequence[SceneSplit] | Callable[[int], SceneSplit],
@@ -59,7 +66,8 @@ def finetune_head(adapter: ModelAdapter, splits: Sequence[SceneSplit] | Callable
 
     splits: a list of scenes (visited in turn; the frozen features are computed once per scene) or a
     function iteration -> scene (a stream, e.g. foresplat.train.data.sample_split; encoded each time).
-    on_step(log) is called after every step."""
+    on_step(log) is called after every step. In a stream, a scene that fails to encode with a ValueError
+    (e.g. predicted cameras no similarity fits) is skipped and logged as {"skipped": reason}."""
     config.validate()
     if not callable(splits) and not splits:
         raise ValueError("finetune_head: splits is empty (need at least one scene)")
@@ -72,7 +80,17 @@ def finetune_head(adapter: ModelAdapter, splits: Sequence[SceneSplit] | Callable
     for it in range(config.iterations):
         if cached is None:
             split = splits(it)
-            features = _encode(adapter, split, dev)
+            try:
+                features = _encode(adapter, split, dev)
+            except ValueError as e:  # e.g. a pose-free model's cameras that no similarity fits
+                log = {"iteration": it, "scene": split.context.name, "skipped": str(e)}
+                logs.append(log)
+                if on_step is not None:
+                    on_step(log)
+                if it + 1 >= MAX_SKIPPED_START and all("skipped" in x for x in logs):
+                    raise ValueError(f"finetune_head: the first {it + 1} scenes all failed to encode, "
+                                     f"the last with: {e}") from e
+                continue
         else:
             split, features = splits[it % len(splits)], cached[it % len(splits)]
         split = SceneSplit(split.context.to(dev), split.target.to(dev), split.context_indices, split.target_indices)
