@@ -83,5 +83,6 @@ def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
     adapter.save_head(head, {"weights": str(args.weights), "init_head": args.head, "rule": config.rule,
                              "iterations": config.iterations, "width": config.width, "height": config.height,
                              "backbone_sha256_before": before, "backbone_sha256_after": after,
-                             "final_loss": logs[-1]["loss"] if logs else None})
+                             "final_loss": next((x["loss"] for x in reversed(logs) if "loss" in x), None),
+                             "skipped_scenes": sum("skipped" in x for x in logs)})
     return head
