@@ -1,0 +1,144 @@
+"""Model adapters at tiny sizes with random weights: time of encode (frozen), head + decode, and one
+head-only backward, per model, on a CPU or a GPU.
+
+    python benchmarks/adapters.py --device cuda --views 4 --size 224 --repeats 10
+    foresplat bench adapters --device cpu                 # the same
+
+Models: edge (edge-t), anysplat (a 4-layer, 32-wide VGGT aggregator; SH degree 4; voxel fusion), vggt
+(the same network, no fusion) and da3 (ViT-S DinoV2 with narrow heads, SH degree 2) -- the sizes of
+tests/test_adapters_*.py. Models whose optional package is missing are listed as such. Times are the
+median over --repeats runs after one warm-up (CUDA synchronised); the input is --views random views of
+--size x --size px (a multiple of 112: of 14 and of 16). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+TINY_ANYSPLAT = dict(img_size=56, patch_size=14, embed_dim=32, intermediate_layer_idx=[0, 1, 2, 3], voxel_size=0.05,
+                     aggregator=dict(depth=4, num_heads=2, patch_embed="conv"),
+                     camera_head=dict(trunk_depth=1, num_heads=2),
+                     depth_head=dict(intermediate_layer_idx=[0, 1, 2, 3], features=16, out_channels=[8, 16, 32, 32]),
+                     gs_head=dict(intermediate_layer_idx=[0, 1, 2, 3], out_channels=[8, 16, 32, 32]))
+
+
+def _obj(path: str, name: str) -> dict:
+    return {"__object__": {"path": f"depth_anything_3.model.{path}", "name": name, "args": "as_params"}}
+
+
+SMALL_DA3 = {
+    **_obj("da3", "DepthAnything3Net"),
+    "net": {**_obj("dinov2.dinov2", "DinoV2"), "name": "vits", "out_layers": [5, 7, 9, 11], "alt_start": 4,
+            "qknorm_start": 4, "rope_start": 4, "cat_token": True},
+    "head": {**_obj("dualdpt", "DualDPT"), "dim_in": 768, "output_dim": 2, "features": 32,
+             "out_channels": [16, 32, 64, 64]},
+    "cam_enc": {**_obj("cam_enc", "CameraEnc"), "dim_out": 384},
+    "cam_dec": {**_obj("cam_dec", "CameraDec"), "dim_in": 768},
+    "gs_head": {**_obj("gsdpt", "GSDPT"), "dim_in": 768, "output_dim": 38, "features": 32,
+                "out_channels": [16, 32, 64, 64]},
+    "gs_adapter": {**_obj("gs_adapter", "GaussianAdapter"), "sh_degree": 2, "pred_color": False,
+                   "pred_offset_depth": True, "pred_offset_xy": True, "gaussian_scale_min": 1e-5,
+                   "gaussian_scale_max": 30.0},
+}
+
+
+def build(name: str):
+    """The tiny adapter `name` (random weights, seed 0), or raises MissingExtraError."""
+    torch.manual_seed(0)
+    if name == "edge":
+        from foresplat.models import Predictor, PredictorConfig
+        from foresplat.models.adapters.edge import EdgeAdapter
+
+        return EdgeAdapter(Predictor(PredictorConfig.preset("edge-t")))
+    if name in ("anysplat", "vggt"):
+        from foresplat.models.adapters.anysplat import AnySplatAdapter, ffgs_anysplat
+        from foresplat.models.adapters.vggt import VGGTAdapter
+
+        cls = AnySplatAdapter if name == "anysplat" else VGGTAdapter
+        return cls(ffgs_anysplat()["modeling"].AnySplat(**TINY_ANYSPLAT, voxelize=name == "anysplat"))
+    if name == "da3":
+        from foresplat.models.adapters.da3 import DA3Adapter, build_net
+
+        return DA3Adapter(build_net({"config": SMALL_DA3}, "SMALL_DA3"))
+    raise ValueError(f"unknown model {name!r}")
+
+
+def _median_seconds(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(name: str, device: torch.device, views: int, size: int, repeats: int) -> dict:
+    """Times of one model: encode, head + decode, head backward (seconds), Gaussian count, parameters."""
+    from foresplat.cameras import look_at
+
+    adapter = build(name).to(device).eval()
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(1, views, size, size, 3, generator=g).to(device)
+    ang = torch.linspace(0, 1.2, views)
+    eye = torch.stack([3 * torch.cos(ang), 3 * torch.sin(ang), torch.ones_like(ang)], -1)
+    vm = look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))[None].to(device)
+    K = torch.tensor([[1.2 * size, 0, size / 2], [0, 1.2 * size, size / 2], [0, 0, 1.0]])
+    Ks = K.expand(1, views, 3, 3).clone().to(device)
+    near, far = torch.tensor([1.0], device=device), torch.tensor([8.0], device=device)
+    cams = (vm, Ks, near, far) if adapter.needs_cameras else (None, None, near, far)
+    with torch.no_grad():
+        f = adapter.encode(images, *cams)
+    t_enc = _median_seconds(lambda: adapter.encode(images, *cams), repeats, device)
+    with torch.no_grad():
+        t_head = _median_seconds(lambda: adapter.decode(adapter.run_head(f), f), repeats, device)
+        n = adapter.decode(adapter.run_head(f), f).num
+
+    def backward() -> None:
+        adapter.zero_grad(set_to_none=True)
+        gs = adapter.decode(adapter.run_head(f), f)
+        sum(t.float().square().mean() for t in gs.tensors()).backward()
+
+    t_bwd = _median_seconds(backward, repeats, device)
+    return {"model": name, "encode_s": t_enc, "head_decode_s": t_head, "head_backward_s": t_bwd,
+            "gaussians": n, "params": adapter.num_parameters(), "head_params": adapter.num_parameters(True)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--size", type=int, default=112, help="image side, a multiple of 112 (14 and 16)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--models", nargs="+", default=["edge", "anysplat", "vggt", "da3"])
+    args = ap.parse_args(argv)
+    if args.size % 112:
+        raise SystemExit(f"--size: expected a multiple of 112 (of 14 and of 16), got {args.size}")
+    from foresplat.models.adapter import MissingExtraError
+
+    device = torch.device(args.device)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+          f"{args.views} views of {args.size}x{args.size} px, median of {args.repeats}, torch {torch.__version__}\n")
+    print("| model | params | head params | Gaussians | encode ms | head+decode ms | head backward ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.models:
+        try:
+            r = measure(name, device, args.views, args.size, args.repeats)
+        except MissingExtraError as e:
+            print(f"| {name} | not installed: {e} | | | | | |")
+            continue
+        print(f"| {name} | {r['params']:,} | {r['head_params']:,} | {r['gaussians']:,} | {1e3 * r['encode_s']:.1f} | "
+              f"{1e3 * r['head_decode_s']:.1f} | {1e3 * r['head_backward_s']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
