@@ -399,3 +399,27 @@ def test_checkpoint_config_is_covered_by_the_checksum_and_checked_before_allocat
     with pytest.raises(ValueError, match="config does not fit the stored weights"):
         Predictor.from_checkpoint(tmp_path / "m")
     assert built == ["meta"]  # only the shape check ran: no real allocation
+
+
+def test_photometric_sweep_finds_true_depth_on_textured_pixels():
+    """plane_sweep_photometric's minimum lies at the ray-traced depth for most textured pixels."""
+    from foresplat.data.sfm_like import _gradient_magnitude
+    from foresplat.data.synthetic import SyntheticConfig, generate_scene
+    from foresplat.models.cost_volume import plane_sweep_photometric
+
+    scene = generate_scene(1_000_008, SyntheticConfig(width=48, height=48, num_views=5, rig="forward",
+                                                      supersample=1, shadow_samples=1))
+    D = 64
+    invd = inverse_depth_candidates(torch.tensor([scene.near]), torch.tensor([scene.far]), D)  # [1, D]
+    imgs = scene.images.permute(0, 3, 1, 2)[None]  # [1, V, 3, H, W]
+    cost = plane_sweep_photometric(imgs, scene.cameras.viewmats[None], scene.cameras.Ks[None], invd, 4)
+    assert cost.shape == (1, 5, D, 48, 48) and float(cost.min()) >= 0
+    cost = F.avg_pool2d(cost[0].reshape(-1, 1, 48, 48), 3, 1, 1, count_include_pad=False).reshape(5, D, 48, 48)
+    best = (1.0 / invd[0])[cost.argmin(dim=1)]  # [V, H, W] depth of the cheapest plane (3x3 window)
+    truth = scene.depths
+    textured = (_gradient_magnitude(scene.images) > 0.1) & (truth > 0) & (truth < scene.far)
+    assert textured.sum() > 200
+    hit = float((((best - truth).abs() / truth)[textured] < 0.1).float().mean())
+    rnd = (1.0 / invd[0])[torch.randint(0, D, truth.shape, generator=torch.Generator().manual_seed(0))]
+    chance = float((((rnd - truth).abs() / truth)[textured] < 0.1).float().mean())
+    assert hit > 0.5 and hit > 3 * chance  # measured: 0.65 against 0.12
