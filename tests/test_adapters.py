@@ -85,7 +85,11 @@ def test_load_adapter_edge_round_trip_and_errors(tmp_path):
         a(views[0])
     with pytest.raises(ValueError, match="multiples of"):
         a(torch.rand(1, 2, 30, 32, 3), *views[1:])
-    assert {"edge", "anysplat"} <= set(registered_adapters())
+    assert {"edge", "anysplat", "da3", "vggt"} <= set(registered_adapters())
+    from foresplat.models import pretrained
+
+    if pretrained.DEFAULT_STEM.with_suffix(".json").is_file():  # the shipped predictor, by name
+        assert isinstance(load_adapter("edge", "default"), EdgeAdapter)
 
 
 def test_missing_optional_package_names_package_and_extra():

@@ -252,7 +252,8 @@ def load_adapter(name: str, weights: str | os.PathLike, head: str | os.PathLike 
         raise ValueError(f"--model: unknown model {name!r}; available: {sorted(_ADAPTERS)}")
     spec = _ADAPTERS[name]
     path = Path(weights)
-    if not path.exists() and not Path(f"{path}.safetensors").exists():
+    shipped = name == "edge" and str(weights) == "default"  # the predictor shipped with the package
+    if not shipped and not path.exists() and not Path(f"{path}.safetensors").exists():
         raise FileNotFoundError(f"--weights: {path} does not exist (model {name!r} expects {spec.weights})")
     module, fn = spec.loader.split(":")
     loader: Callable[[Path], ModelAdapter] = getattr(importlib.import_module(module), fn)
@@ -287,7 +288,7 @@ def load_feedforward(spec: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 register_adapter(AdapterSpec("edge", "foresplat.models.adapters.edge:load", None,
-                             "a foresplat predictor checkpoint (stem, .json or .safetensors)"))
+                             "a foresplat predictor checkpoint (stem, .json or .safetensors), or default"))
 register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:load", "anysplat",
                              "a folder with model.safetensors (+ config.json), or a .safetensors file"))
 register_adapter(AdapterSpec("da3", "foresplat.models.adapters.da3:load", "da3",
