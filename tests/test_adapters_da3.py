@@ -165,3 +165,20 @@ def test_two_metagrad_iterations_change_only_the_gs_head(saved):
     changed = [n for n, p in params.items() if not torch.equal(p.detach(), before[n])]
     assert changed and all(id(params[n]) in head for n in changed)
     assert all(torch.equal(p.detach(), before[n]) for n, p in params.items() if id(p) not in head)
+
+
+def test_a_nested_preset_uses_its_any_view_branch(saved, tmp_path):
+    net, _ = saved
+    nested = {"__object__": {"path": "depth_anything_3.model.da3", "name": "NestedDepthAnything3Net",
+                             "args": "as_params"}, "anyview": SMALL, "metric": SMALL}
+    torch.manual_seed(0)
+    whole = build_net({"config": nested}, "nested")
+    whole.da3.load_state_dict(net.state_dict())
+    save_model(torch.nn.ModuleDict({"model": whole}), str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"config": nested}))
+    adapter = load_adapter("da3", tmp_path)
+    images = torch.rand(1, 2, 28, 28, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        up = net(normalised(images), infer_gs=True).gaussians
+        g = adapter(images)
+    assert_matches_upstream(g[0], first(up))

@@ -21,7 +21,8 @@ quaternion scalar-last where its renderer (gsplat) and .ply export read scalar-f
 reproduces the rotation DA3's own renders use, so fine-tuning starts from the splat DA3 renders.
 in DA3's frame; given cameras, the predicted ones are fitted to them (similarity) and the Gaussians
 moved into their frame (upstream instead rescales the predicted poses only: same up to that fit).
-Input: sides multiples of 14, values in [0, 1].
+Input: sides multiples of 14, values in [0, 1]. Presets with a 3DGS head: da3-giant, and
+da3nested-giant-large, whose any-view giant branch is used (its metric-scale branch is not).
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class DA3Adapter(ModelAdapter):
     def __init__(self, net: torch.nn.Module, ref_view_strategy: str = "saddle_balanced"):
         super().__init__()
         self._mods = da3_modules()
+        if isinstance(getattr(net, "da3", None), torch.nn.Module) and hasattr(net, "da3_metric"):
+            net = net.da3  # a nested preset: its any-view branch (with the 3DGS head); the metric branch is unused
         if getattr(net, "gs_head", None) is None or getattr(net, "gs_adapter", None) is None:
             raise ValueError("da3: this network has no 3DGS head (gs_head / gs_adapter); the giant "
                              "DepthAnything3Net presets have one")
