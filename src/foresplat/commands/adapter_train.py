@@ -7,8 +7,8 @@
 Any registered adapter (foresplat.models.adapter: edge, anysplat, da3, vggt). Only the head trains: the
 frozen part runs without gradients and its digest (sha256 of every other parameter) is recorded before
 and after, and must match. The TrainConfig (preset + overrides) gives the scenes (one per iteration,
-foresplat.train.data.sample_split), the rule, iterations, lr, grad_clip, size, seed, device and out
-folder. Writes OUT/head.safetensors + OUT/head.json (kind "adapter_head": model, weights, rule,
+foresplat.train.data.sample_split slot 0: batch_size, warm-up, schedule, validation and resume are
+not used), the rule, iterations, lr (constant, Adam), grad_clip, size, seed, device and out folder. Writes OUT/head.safetensors + OUT/head.json (kind "adapter_head": model, weights, rule,
 iterations, backbone digests) and OUT/metrics.jsonl (one line per step).
 """
 
