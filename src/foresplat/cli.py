@@ -27,6 +27,7 @@ COMMANDS = {
     "export": "export a predictor checkpoint to ONNX (+ int8), checked against PyTorch",
     "distill": "train a small student predictor from a teacher (+ vanilla / MetaGrad head fine-tunes)",
     "view": "browser viewer (viser) of a .ply with the scene's cameras and images",
+    "experiment": "reproduction experiments: `experiment claim` (MetaGrad vs vanilla with confidence intervals)",
 }
 
 

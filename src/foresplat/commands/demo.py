@@ -168,15 +168,13 @@ def _base_checkpoint(cmd: DemoCommand, preset: DemoPreset, run_dir: Path, second
 
 def _finetune(rule: str, base: Path, cmd: DemoCommand, preset: DemoPreset, run_dir: Path) -> Path:
     """Head-only fine-tune from `base` with `rule`; everything but the rule is identical across rules."""
-    from foresplat.meta import RuleConfig
-    from foresplat.train import train, train_preset
+    from foresplat.train import train
+    from foresplat.train.finetune import head_finetune_config
 
-    rc = RuleConfig(name=rule, lam=0.0, k_min=preset.k_min, k_max=preset.k_max, stride=preset.stride)
-    config = train_preset(preset.train_preset, rule=rc, init_checkpoint=str(base), train_backbone=False,
-                          iterations=preset.finetune_iterations, lr=preset.finetune_lr,
-                          warmup=max(1, preset.finetune_iterations // 10), seed=cmd.seed, val_scenes=0,
-                          out_dir=str(_claim(run_dir, rule)), progress=cmd.progress, backend=cmd.backend,
-                          device=cmd.device)
+    config = head_finetune_config(rule, base, preset=preset.train_preset, iterations=preset.finetune_iterations,
+                                  lr=preset.finetune_lr, seed=cmd.seed, out_dir=_claim(run_dir, rule),
+                                  k_min=preset.k_min, k_max=preset.k_max, stride=preset.stride, lam=0.0,
+                                  progress=cmd.progress, backend=cmd.backend, device=cmd.device)
     return train(config)
 
 

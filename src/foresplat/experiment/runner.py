@@ -1,0 +1,283 @@
+"""The claim experiment's runner: base -> per seed two matched head fine-tunes -> per-scene evaluation.
+
+Output folder (every piece written atomically; a rerun with resume skips what is finished):
+    claim.json                                  config, status, timings, verdicts (written_by marker)
+    base/                                       the trained base (base="train" only)
+    finetune/seed<S>/<rule>/model.*             each fine-tune (foresplat.train run folders; an
+                                                unfinished one continues from its last checkpoint)
+    cells/<set>/seed<S>/<rule>/<scene>.json     one evaluation (MethodResult) of one head on one scene
+    results/<set>/                              claim.md/.csv/.json, psnr_vs_steps_ci.png (experiment.report)
+                                                and results.md/.csv/.json + plots of the pooled means
+                                                (foresplat.evaluate.tables / plots)
+<set> is "synthetic" (unseen synthetic scenes) or "real" (the catalog's evaluation scenes).
+Every head is refined with the same refiner seed on the same views of a scene, so the two heads of a
+seed are paired per scene.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from foresplat.experiment.config import ClaimConfig, eval_seed_start
+from foresplat.io.atomic import atomic_write_json
+
+RULES = ("vanilla", "metagrad")
+"""Control first, treatment second."""
+MARKER = "foresplat experiment claim"
+
+
+@dataclass
+class ClaimRun:
+    """What a run produced: per scene set the analysis (experiment.report.ClaimAnalysis) and paths."""
+
+    out_dir: Path
+    analyses: dict = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "scene"
+
+
+def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
+    """Creates `out` or, with resume, reopens a run of the same config; returns the claim.json record.
+
+    Refuses a non-empty folder without resume, a folder not written by this command, and a resume
+    with a different config (its finished pieces would be mixed with the new ones)."""
+    from foresplat.io.outputs import check_output_dir
+
+    check_output_dir(out, option="--out-dir")
+    record_path = out / "claim.json"
+    cfg = _config_dict(config)
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("written_by") != MARKER:
+            raise FileExistsError(f"--out-dir {out}: not empty and not a claim experiment folder; choose another")
+        if not resume:
+            raise FileExistsError(f"--out-dir {out}: holds an earlier claim run; pass --resume to continue it "
+                                  "or choose another folder")
+        if record.get("config") != cfg:
+            diff = sorted(k for k in cfg if record.get("config", {}).get(k) != cfg[k])
+            raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
+                             "use the same preset and options, or another --out-dir")
+        return record
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"written_by": MARKER, "config": cfg, "status": "running", "command": sys.argv}
+    atomic_write_json(record_path, record)
+    return record
+
+
+def _config_dict(config: ClaimConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))  # tuples -> lists, as read back from JSON
+
+
+def base_checkpoint(config: ClaimConfig, out: Path, progress: bool) -> Path:
+    """The base predictor's checkpoint: the shipped one, a path, or one trained into out/base."""
+    from foresplat.models.pretrained import resolve_checkpoint
+
+    if config.base != "train":
+        path = resolve_checkpoint(config.base)
+        if not path.with_suffix(".json").is_file():
+            raise FileNotFoundError(f"--base-ckpt {path}: no checkpoint {path.with_suffix('.json')}")
+        return path
+    from foresplat.meta import RuleConfig
+    from foresplat.train import train, train_preset
+
+    final = out / "base" / "model"
+    if final.with_suffix(".safetensors").is_file() and (out / "base" / "summary.json").is_file():
+        return final
+    overrides = dict(out_dir=str(out / "base"), seed=0, val_scenes=0, progress=progress, resume="auto",
+                     backend=config.backend, device=config.device)
+    if config.base_iterations is not None:
+        overrides["iterations"] = config.base_iterations
+    return train(train_preset(config.train_preset, rule=RuleConfig(name="vanilla"), **overrides))
+
+
+def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_dir: Path, progress: bool):
+    """The TrainConfig of one head fine-tune (train.finetune.head_finetune_config with this experiment's sizes)."""
+    from foresplat.train import train_preset
+    from foresplat.train.finetune import head_finetune_config
+
+    preset = train_preset(config.train_preset)
+    overrides: dict = dict(progress=progress, backend=config.backend, device=config.device, resume="auto")
+    syn = preset.synthetic
+    if config.train_size is not None:
+        overrides.update(width=config.train_size, height=config.train_size)
+        syn = replace(syn, width=config.train_size, height=config.train_size)
+    ctx = config.train_context or preset.num_context
+    tgt = config.train_target if config.train_target is not None else preset.num_target
+    overrides.update(num_context=ctx, num_target=tgt, synthetic=replace(syn, num_views=max(syn.num_views, ctx + tgt)))
+    if config.synthetic_only:
+        overrides["datasets"] = ()
+    refine = replace(preset.rule.refine, steps=config.refine_horizon)
+    return head_finetune_config(rule, base, preset=config.train_preset, iterations=config.finetune_iterations,
+                                lr=config.finetune_lr, seed=seed, out_dir=out_dir, k_min=config.k_min,
+                                k_max=config.k_max, stride=config.stride, lam=config.lam,
+                                rule_overrides={"refine": refine}, **overrides)
+
+
+def finetune_dir(out: Path, seed: int, rule: str) -> Path:
+    return out / "finetune" / f"seed{seed}" / rule
+
+
+def run_finetunes(config: ClaimConfig, base: Path, out: Path, progress: bool, seconds: dict) -> dict[tuple[int, str], Path]:
+    """Every (seed, rule) fine-tune, finished ones skipped; returns their checkpoint stems."""
+    from foresplat.train import train
+
+    ckpts = {}
+    for seed in config.seeds:
+        for rule in RULES:
+            d = finetune_dir(out, seed, rule)
+            if (d / "model.safetensors").is_file() and (d / "summary.json").is_file():
+                print(f"fine-tune seed {seed} {rule}: done earlier ({d})", flush=True)
+                ckpts[(seed, rule)] = d / "model"
+                continue
+            print(f"fine-tune seed {seed} {rule}: {config.finetune_iterations} iterations -> {d}", flush=True)
+            t0 = time.perf_counter()
+            ckpts[(seed, rule)] = train(finetune_config(config, rule, base, seed, d, progress))
+            seconds[f"finetune_seed{seed}_{rule}"] = time.perf_counter() - t0
+    return ckpts
+
+
+def eval_config(config: ClaimConfig, real: bool):
+    """The EvalConfig of every cell (same refiner seed for every head: paired per scene)."""
+    from foresplat.evaluate import EvalConfig
+    from foresplat.refine import RefineConfig
+
+    return EvalConfig(steps=config.steps, budgets=config.budgets, time_scale=config.time_scale,
+                      num_context=config.num_context, num_target=config.num_target, baselines=(),
+                      image_size=config.image_size if real else None,
+                      refine=RefineConfig(seed=0, backend=config.backend), device=config.device,
+                      save_ply=False, save_grids=False).validate()
+
+
+def scene_sources(config: ClaimConfig, which: str, data: Path | None = None):
+    """The scene sources of set `which` ("synthetic" or "real"; [] when no real data is found)."""
+    from foresplat.evaluate import find_shared_data, path_sources, synthetic_sources
+    from foresplat.train import train_preset
+
+    if which == "synthetic":
+        syn = train_preset(config.train_preset).synthetic
+        syn = replace(syn, width=config.image_size, height=config.image_size,
+                      num_views=max(syn.num_views, config.num_context + config.num_target))
+        return synthetic_sources(config.eval_scenes, syn, start_seed=eval_seed_start(config))
+    root = data if data is not None else find_shared_data()
+    if root is None:
+        print("real scenes: no shared data folder found (set FORESPLAT_DATA or --data): skipped", flush=True)
+        return []
+    return path_sources(root, which="evaluation", max_views=config.num_context + config.num_target)
+
+
+def cell_path(out: Path, which: str, seed: int, rule: str, scene: str) -> Path:
+    return out / "cells" / which / f"seed{seed}" / rule / f"{_safe(scene)}.json"
+
+
+def read_cell(path: Path):
+    """The MethodResult stored at `path` (None when missing or unreadable: it is recomputed)."""
+    from foresplat.evaluate.results import EvalReport
+
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        report = EvalReport.from_dict({"methods": [d["method"]], "steps": [], "budgets": [], "time_scale": 1.0,
+                                       "scenes": [{"scene": d["scene"], "methods": [d]}]})
+        return report.scenes[0].methods[0]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: Path, progress: bool) -> dict:
+    """Evaluates every (scene, seed, rule) cell not stored yet; returns {(seed, rule, scene): MethodResult}
+    and {scene: error} of scenes that failed to load under key "__errors__"."""
+    from tqdm.auto import tqdm
+
+    from foresplat.evaluate.protocol import MethodSpec, _Predictors, _Scorer, evaluate_scene, prepare_scene
+    from foresplat.evaluate.results import json_safe
+
+    cfg = eval_config(config, which == "real")
+    predictors, scorer = _Predictors(config.device), _Scorer()
+    divisor = math.lcm(*(int(predictors.get(p).divisor) for p in ckpts.values()))
+    cells: dict = {}
+    errors: dict[str, str] = {}
+    total = len(sources) * len(ckpts)
+    bar = tqdm(total=total, desc=f"eval {which}", unit="cell", disable=not progress, dynamic_ncols=True)
+    try:
+        for src in sources:
+            todo = []
+            for (seed, rule), ckpt in ckpts.items():
+                mr = read_cell(cell_path(out, which, seed, rule, src.name))
+                if mr is not None:
+                    cells[(seed, rule, src.name)] = mr
+                    bar.update(1)
+                else:
+                    todo.append((seed, rule, ckpt))
+            if not todo:
+                continue
+            try:
+                scene = prepare_scene(src.load(), cfg.image_size, divisor)
+            except Exception as exc:  # a broken scene is reported, the others go on (and it is retried on rerun)
+                errors[src.name] = f"{type(exc).__name__}: {exc}"
+                bar.update(len(todo))
+                continue
+            for seed, rule, ckpt in todo:
+                bar.set_postfix_str(f"{src.name} seed {seed} {rule}")
+                sr = evaluate_scene(scene, [MethodSpec(rule, "checkpoint", ckpt)], cfg, predictors=predictors,
+                                    scorer=scorer)
+                mr = sr.methods[0]
+                mr.scene = src.name
+                atomic_write_json(cell_path(out, which, seed, rule, src.name), json_safe(asdict(mr)))
+                cells[(seed, rule, src.name)] = mr
+                bar.update(1)
+    finally:
+        bar.close()
+    cells["__errors__"] = errors
+    return cells
+
+
+def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+              data: Path | None = None) -> ClaimRun:
+    """Runs (or resumes) the whole experiment and writes its results; prints the verdicts."""
+    from foresplat.experiment.report import analyse, write_results
+
+    config.validate()
+    out = Path(out_dir)
+    record = prepare_out_dir(out, config, resume)
+    run = ClaimRun(out)
+    t_all = time.perf_counter()
+    print(f"foresplat experiment claim, preset {config.name!r}: {len(config.seeds)} seeds x 2 rules, "
+          f"{config.finetune_iterations} fine-tune iterations each, {config.eval_scenes} synthetic scenes"
+          f"{' + real scenes' if config.real_scenes else ''}, steps {list(config.steps)}", flush=True)
+    t0 = time.perf_counter()
+    base = base_checkpoint(config, out, progress)
+    run.seconds["base"] = time.perf_counter() - t0
+    print(f"base predictor: {base}", flush=True)
+    ckpts = run_finetunes(config, base, out, progress, run.seconds)
+    sets = ["synthetic"] + (["real"] if config.real_scenes else [])
+    for which in sets:
+        sources = scene_sources(config, which, data)
+        if not sources:
+            continue
+        t0 = time.perf_counter()
+        cells = evaluate_cells(config, which, sources, ckpts, out, progress)
+        run.seconds[f"eval_{which}"] = time.perf_counter() - t0
+        analysis = analyse(config, which, [s.name for s in sources], cells)
+        paths = write_results(analysis, out / "results" / which)
+        run.analyses[which] = analysis
+        print(analysis.markdown, flush=True)
+        for key, path in paths.items():
+            print(f"{which} {key}: {path}", flush=True)
+    run.seconds["total"] = time.perf_counter() - t_all
+    record.update({"status": "done", "base_checkpoint": str(base),
+                   "checkpoints": {f"seed{s}/{r}": str(p) for (s, r), p in ckpts.items()},
+                   "seconds_this_invocation": run.seconds,
+                   "verdicts": {k: a.verdict for k, a in run.analyses.items()}})
+    atomic_write_json(out / "claim.json", record)
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in run.seconds.items()), flush=True)
+    return run

@@ -1,0 +1,179 @@
+"""`foresplat experiment claim`: statistics against known cases, presets, and the smoke preset end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from foresplat.experiment import (CLAIM_PRESETS, bootstrap_ci, bootstrap_means, bootstrap_steps_to_match,
+                                  claim_preset, paired_differences, run_claim, steps_to_match)
+
+# ---- statistics ---------------------------------------------------------------------------------------
+
+
+def test_paired_differences_values_and_errors():
+    t = np.array([[[1.0, 2.0], [3.0, 5.0]]])  # [1 seed, 2 scenes, 2 x]
+    c = np.array([[[0.5, 2.5], [3.0, 4.0]]])
+    assert np.array_equal(paired_differences(t, c), np.array([[[0.5, -0.5], [0.0, 1.0]]]))
+    with pytest.raises(ValueError, match="equal shape"):
+        paired_differences(t, c[:, :1])
+    with pytest.raises(ValueError, match="non-finite"):
+        paired_differences(t, np.where(c >= 4, np.nan, c))
+
+
+def test_bootstrap_two_scenes_matches_the_exact_bootstrap_distribution():
+    # one seed, scenes {a, b}: the resampled mean is a (p 1/4), (a+b)/2 (p 1/2) or b (p 1/4), so the
+    # 2.5% / 97.5% percentiles are a and b exactly, and the replicate mean tends to (a+b)/2
+    d = np.array([[[1.0], [3.0]]])
+    reps = bootstrap_means(d, n_boot=4000, seed=1)[:, 0]
+    assert set(np.unique(reps)) == {1.0, 2.0, 3.0}
+    assert abs((reps == 2.0).mean() - 0.5) < 0.03 and abs((reps == 1.0).mean() - 0.25) < 0.03
+    (ci,) = bootstrap_ci(d, n_boot=4000, seed=1)
+    assert (ci.mean, ci.low, ci.high) == (2.0, 1.0, 3.0)
+
+
+def test_bootstrap_ci_of_a_normal_sample_matches_the_normal_interval():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.5, 1.0, size=400)
+    (ci,) = bootstrap_ci(x.reshape(1, -1, 1), n_boot=4000, seed=0)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)  # the textbook 95% interval of a mean
+    assert ci.mean == pytest.approx(x.mean())
+    assert ci.low == pytest.approx(x.mean() - half, abs=0.2 * half)
+    assert ci.high == pytest.approx(x.mean() + half, abs=0.2 * half)
+    assert ci.above_zero
+
+
+def test_bootstrap_resamples_seeds_as_well_as_scenes():
+    # every scene agrees within a seed, the seeds disagree: only seed resampling shows the uncertainty
+    d = np.repeat(np.array([-1.0, 0.0, 1.0])[:, None, None], 8, axis=1)  # [3 seeds, 8 scenes, 1]
+    (fixed,) = bootstrap_ci(d, resample_seeds=False, n_boot=500)
+    (both,) = bootstrap_ci(d, n_boot=2000)
+    assert (fixed.low, fixed.high) == (0.0, 0.0)
+    assert both.low <= -2 / 3 and both.high >= 2 / 3 and not both.above_zero
+    (const,) = bootstrap_ci(np.full((3, 5, 1), 0.7), n_boot=200)
+    assert const.low == pytest.approx(0.7) and const.high == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(d, level=1.0)
+
+
+def test_steps_to_match_interpolates_and_says_never():
+    steps = [0, 200, 500, 1000, 2000]
+    control = [21.0, 25.0, 26.0, 26.5, 27.0]
+    assert steps_to_match(steps, [20.0, 26.0, 27.5, 28.0, 28.2], control) == pytest.approx(400.0)  # 200 + 1/1.5 * 300
+    assert steps_to_match(steps, [27.0, 27.1, 27.2, 27.3, 27.4], control) == 0.0
+    assert steps_to_match(steps, [20.0, 25.0, 26.0, 26.5, 26.9], control) is None
+    with pytest.raises(ValueError):
+        steps_to_match(steps, control, control[:3])
+
+
+def test_bootstrap_steps_to_match_on_identical_cells():
+    steps = [0, 10, 20]
+    v = np.tile(np.array([1.0, 2.0, 3.0]), (2, 4, 1))  # [2 seeds, 4 scenes, 3 steps], all cells alike
+    m = np.tile(np.array([1.0, 4.0, 5.0]), (2, 4, 1))
+    point, lo, hi = bootstrap_steps_to_match(steps, m, v, n_boot=100)
+    assert point == pytest.approx(20 / 3) and lo == pytest.approx(point) and hi == pytest.approx(point)
+    _, lo, hi = bootstrap_steps_to_match(steps, v - 1.0, v, n_boot=50)
+    assert lo == math.inf and hi == math.inf
+
+
+# ---- presets --------------------------------------------------------------------------------------------
+
+
+def test_presets_validate_and_gpu_is_paper_scale():
+    for name in CLAIM_PRESETS:
+        claim_preset(name)
+    gpu = claim_preset("gpu")
+    assert (gpu.image_size, gpu.num_context, gpu.num_target, gpu.finetune_iterations) == (224, 12, 4, 2000)
+    assert (gpu.k_min, gpu.k_max, gpu.stride, gpu.backend) == (50, 500, 40, "gsplat")
+    assert len(gpu.seeds) >= 3 and gpu.eval_scenes >= 16 and gpu.steps == (0, 200, 500, 1000, 2000)
+    cpu = claim_preset("cpu")
+    assert len(cpu.seeds) >= 3 and cpu.eval_scenes >= 16 and cpu.steps[-1] == 2000
+    with pytest.raises(ValueError, match="ClaimConfig.eval_scenes"):
+        claim_preset("cpu", eval_scenes=0)
+    with pytest.raises(ValueError, match="--preset"):
+        claim_preset("huge")
+
+
+def test_gpu_preset_builds_its_finetune_and_eval_configs(tmp_path):
+    from foresplat.experiment.runner import base_checkpoint, eval_config, finetune_config
+    from foresplat.models import Predictor
+
+    cfg = claim_preset("gpu")
+    base = base_checkpoint(cfg, tmp_path, progress=False)  # the shipped predictor
+    assert cfg.image_size % Predictor.from_checkpoint(base).divisor == 0
+    for rule in ("vanilla", "metagrad"):
+        tc = finetune_config(cfg, rule, base, 0, tmp_path / rule, progress=False).validate()
+        assert (tc.width, tc.height, tc.num_context, tc.num_target, tc.iterations) == (224, 224, 12, 4, 2000)
+        assert tc.synthetic.num_views >= 16 and tc.datasets == () and not tc.train_backbone
+        assert tc.backend == "gsplat" and tc.device == "cuda" and tc.rule.refine.steps == 2000
+        assert (tc.rule.k_min, tc.rule.k_max, tc.rule.stride) == (50, 500, 40)
+    ec = eval_config(cfg, real=True)
+    assert (ec.num_context, ec.num_target, ec.image_size) == (12, 4, 224)
+
+
+def test_demo_finetune_config_is_the_shared_one():
+    from foresplat.meta import RuleConfig
+    from foresplat.train import train_preset
+    from foresplat.train.finetune import head_finetune_config
+
+    got = head_finetune_config("metagrad", "b", preset="demo", iterations=200, lr=1e-2, seed=3, out_dir="o",
+                               k_min=10, k_max=100, stride=10, progress=False)
+    want = train_preset("demo", rule=RuleConfig(name="metagrad", lam=0.0, k_min=10, k_max=100, stride=10),
+                        init_checkpoint="b", train_backbone=False, iterations=200, lr=1e-2, warmup=20, seed=3,
+                        val_scenes=0, out_dir="o", progress=False)
+    assert got == want
+
+
+# ---- end to end -----------------------------------------------------------------------------------------
+
+
+def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
+    cfg = claim_preset("smoke")
+    out = tmp_path / "claim"
+    run = run_claim(cfg, out, progress=False)
+    a = run.analyses["synthetic"]
+    assert len(a.scenes) == cfg.eval_scenes and a.seeds == list(cfg.seeds) and not a.dropped
+    assert a.vanilla.shape == (len(cfg.seeds), cfg.eval_scenes, len(cfg.steps))
+    assert np.isfinite(a.vanilla).all() and np.isfinite(a.metagrad).all()
+    assert all(i.low <= i.mean <= i.high for i in a.diff_steps + a.diff_budgets)
+    # the heads differ (the rules trained them differently), and the pairing is per scene and seed
+    assert not np.array_equal(a.vanilla, a.metagrad)
+    d = json.loads((out / "results/synthetic/claim.json").read_text())
+    assert d["diff_steps"][-1]["mean"] == pytest.approx(float((a.metagrad - a.vanilla)[..., -1].mean()))
+    assert "NOT CHECKED" in a.verdict and "too small a design" in a.verdict  # 3 scenes < 16
+    for name in ("claim.md", "claim.csv", "psnr_vs_steps_ci.png", "results.md", "psnr_vs_steps.png"):
+        assert (out / "results/synthetic" / name).is_file(), name
+    cells = sorted((out / "cells/synthetic").rglob("*.json"))
+    assert len(cells) == 2 * len(cfg.seeds) * cfg.eval_scenes
+    stamps = {p: p.stat().st_mtime_ns for p in cells}
+    ft = out / "finetune/seed0/metagrad/model.safetensors"
+    ft_stamp = ft.stat().st_mtime_ns
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_claim(cfg, out, progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        run_claim(claim_preset("smoke", eval_scenes=2), out, resume=True, progress=False)
+    cells[0].unlink()  # a lost cell is recomputed, nothing else
+    again = run_claim(cfg, out, resume=True, progress=False)
+    assert ft.stat().st_mtime_ns == ft_stamp
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != cells[0]) and cells[0].is_file()
+    b = again.analyses["synthetic"]
+    assert np.allclose(b.vanilla, a.vanilla, atol=1e-4) and np.allclose(b.metagrad, a.metagrad, atol=1e-4)
+    assert json.loads((out / "claim.json").read_text())["status"] == "done"
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from foresplat.cli import main
+
+    assert main(["experiment", "claim", "--preset", "smoke", "--eval-scenes", "0", "--out-dir", str(tmp_path / "x")]) == 2
+    assert "ClaimConfig.eval_scenes" in capsys.readouterr().err
+    assert main(["experiment", "bogus"]) == 2
+    assert main(["experiment", "claim", "--preset", "gpu", "--plan"]) == 0
+    assert "2000 outer iterations" in capsys.readouterr().out
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "f.txt").write_text("not a claim run")
+    assert main(["experiment", "claim", "--preset", "smoke", "--out-dir", str(tmp_path / "y")]) == 2
+    assert "not a claim experiment folder" in capsys.readouterr().err
