@@ -111,7 +111,8 @@ def test_onnxruntime_equals_pytorch_on_fern(exported, shared_data):
     g_onnx = predict_scene_onnx(OnnxPredictor(path), scene)
     g_torch = model.predict(scene)
     for name, a, b in zip(("means", "quats", "log_scales", "opacity_logits", "sh"), g_onnx.tensors(), g_torch.tensors()):
-        tol = MEANS_TOL * max(1.0, scene.far) if name == "means" else OTHER_TOL
+        # float32 rounding grows with the coordinates (fern's means reach ~65 units): 2e-6 relative, >= 1e-4
+        tol = max(MEANS_TOL, 2e-6 * float(b.abs().max())) if name == "means" else OTHER_TOL
         assert float((a - b).abs().max()) < tol, name
 
 
