@@ -26,11 +26,14 @@ from foresplat.cameras import Cameras, look_at
 from foresplat.gaussians import Gaussians
 from foresplat.viewer.splats import matrix_to_quat, pinhole_for_fov, quat_to_matrix, splat_arrays, viser_poses
 
-FRAME_PSNR_DB = 28.0
-"""The browser's frame must match foresplat's render of the same camera to at least this PSNR. Measured on an
-idle machine: 34.6 dB (view test), 36.2 dB (last refine --view frame); one run of the full suite on 2 busy cores
-gave 29.95 dB for the refine frame. A blank frame scores ~12 dB. viser sorts splats asynchronously, by centre
-depth, and blends in 8 bits."""
+FRAME_PSNR_DB = 30.0
+"""`foresplat view`'s frame must match foresplat's render of the same camera to at least this PSNR (measured
+46.7 dB in 4 runs of this test's scene; a blank frame scores 12.1 dB, a frame from another view 10.4 dB)."""
+LIVE_FRAME_PSNR_DB = 25.0
+"""The same for the last `refine --view` frame. Measured 28.6-36.2 dB: viser's repeated captures of one camera
+drift (43.4 -> 35.4 -> 33.3 dB for unchanged splats, cause not found; its splat sort is a 16-bit counting sort)."""
+COVERAGE_IOU = 0.9
+"""Intersection over union of the pixels the frame and foresplat's render cover (measured 0.95-0.99)."""
 
 
 # ---- no browser needed --------------------------------------------------------------------------
@@ -198,6 +201,11 @@ def _frame_vs_render(png: Path, g: Gaussians) -> tuple[np.ndarray, np.ndarray]:
     return frame, ours
 
 
+def _coverage_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ca, cb = a.max(axis=-1) > 0.05, b.max(axis=-1) > 0.05
+    return float((ca & cb).sum() / max(1, (ca | cb).sum()))
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(-10 * np.log10(max(float(((a - b) ** 2).mean()), 1e-12)))
 
@@ -231,6 +239,7 @@ def test_view_in_headless_chromium_shows_the_splats(tmp_path):
     assert (ours.max(axis=-1) > 0.05).mean() > 0.02, "the test camera does not see the splats"
     psnr, blank = _psnr(frame, ours), _psnr(np.zeros_like(ours), ours)
     assert psnr >= FRAME_PSNR_DB and psnr > blank + 10, (psnr, blank)
+    assert _coverage_iou(frame, ours) >= COVERAGE_IOU, _coverage_iou(frame, ours)
 
 
 @pytest.mark.slow
@@ -265,4 +274,5 @@ def test_refine_view_frames_change_as_refinement_runs(tmp_path):
     # the last frame is the written result, as foresplat renders it
     frame, ours = _frame_vs_render(frames[-1], read_ply(out))
     assert (frame.max(axis=-1) > 0.05).mean() > 0.02, "the last frame is blank"
-    assert _psnr(frame, ours) >= FRAME_PSNR_DB, _psnr(frame, ours)
+    assert _psnr(frame, ours) >= LIVE_FRAME_PSNR_DB, _psnr(frame, ours)
+    assert _coverage_iou(frame, ours) >= COVERAGE_IOU, _coverage_iou(frame, ours)

@@ -21,7 +21,7 @@ import torch
 from foresplat.cameras import Cameras
 from foresplat.data.scene import Scene
 from foresplat.gaussians import Gaussians
-from foresplat.viewer.splats import pinhole_for_fov, splat_arrays, viser_poses
+from foresplat.viewer.splats import pinhole_for_fov, quat_to_matrix, splat_arrays, viser_poses
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -109,6 +109,7 @@ class Viewer:
         self._show_cameras.on_update(lambda _: self._update_frustums())
         self.server.on_client_connect(self._on_connect)
         self._current: int | None = None  # the view the cameras were last moved to (its frustum is hidden)
+        self._ready: set[int] = set()  # clients whose connect handler (it moves their camera) has run
 
     # ---- public API ---------------------------------------------------------------------------
     @property
@@ -203,41 +204,74 @@ class Viewer:
             raise TimeoutError(f"Viewer.capture: no browser connected to {self.url} within {timeout:.0f} s")
         end = time.monotonic() + timeout
         client = next(iter(self.server.get_clients().values()))
+        while client.client_id not in self._ready and time.monotonic() < end:
+            time.sleep(0.05)  # its connect handler moves the page camera: let it run first
         pose = viser_poses(camera)[0]
-        with client.atomic():
-            client.camera.wxyz = pose.wxyz
-            client.camera.position = pose.position
-            client.camera.fov = pose.fov_y
-        while time.monotonic() < end:  # the page reports its camera (and canvas size) back
-            state = client.camera._state
-            if state.update_timestamp != 0.0 and abs(client.camera.fov - pose.fov_y) < 1e-4:
-                break
-            time.sleep(0.05)
-        aspect = client.camera.aspect if client.camera._state.update_timestamp != 0.0 else camera.width / camera.height
         h = int(camera.height)
-        w = max(1, round(h * aspect))
-        self._update_frustums(hide_all=True)  # a frame of the splats alone
+
+        def move_page() -> Any:
+            """Moves the page camera to `pose`; returns the handle state a page report will replace (None when
+            the page's camera already was there: the page then sends nothing back)."""
+            st = client.camera._state
+            changed = not (np.allclose(st.fov, pose.fov_y) and np.allclose(st.position, pose.position))
+            with client.atomic():
+                # the camera's own up (-y, OpenCV) as the orbit up: the page then keeps the pose's roll, so its
+                # rotation (which places the splats in a capture) equals the capture's
+                client.camera.up_direction = -quat_to_matrix(torch.tensor(pose.wxyz))[:, 1].numpy()
+                client.camera.wxyz = pose.wxyz
+                client.camera.position = pose.position
+                client.camera.fov = pose.fov_y
+            return client.camera._state if changed else None
+
+        hidden = self._hide_frustums()  # a frame of the splats alone
         try:
-            prev, same = None, 0
-            for _ in range(max_tries):
+            prev, same, rgba, w = None, 0, None, 0
+            waiting, moved_at = move_page(), time.monotonic()
+            for _ in range(max_tries * 20):
                 left = end - time.monotonic()
                 if left <= 0:
                     break
+                # The page must have REPORTED its camera at the pose (the handle's setters change its state at
+                # once; a page report replaces the state object); another callback (a new page's "go to view
+                # 0") may move it again. The splats' projection in a capture is the page camera's.
+                if waiting is not None and client.camera._state is waiting and time.monotonic() - moved_at < 2.0:
+                    time.sleep(0.05)
+                    continue
+                if not self._page_camera_at(client, pose):
+                    waiting, moved_at = move_page(), time.monotonic()
+                    prev, same = None, 0
+                    time.sleep(0.05)
+                    continue
+                waiting = None
+                w = max(1, round(h * client.camera.aspect))  # the page's aspect (its canvas may still resize)
                 rgba = client.get_render(h, w, wxyz=pose.wxyz, position=pose.position, fov=pose.fov_y,
                                          transport_format="png", timeout=left)
-                if prev is not None and np.abs(rgba.astype(np.int16) - prev).mean() < 0.25:
+                if prev is not None and prev.shape == rgba.shape and np.abs(rgba.astype(np.int16) - prev).mean() < 0.25:
                     same += 1
                     if same >= settle - 1:
-                        break
+                        if self._page_camera_at(client, pose):
+                            break
+                        rgba, same = None, 0  # the page camera moved meanwhile: start again
                 else:
                     same = 0
                 prev = rgba.astype(np.int16)
                 time.sleep(interval)
         finally:
             self._update_frustums()
-        if prev is None:
+        if rgba is None:
             raise TimeoutError(f"Viewer.capture: the browser sent no frame within {timeout:.0f} s")
         return self._frame(rgba, camera.viewmats[0], w, h, pose.fov_y)
+
+    @staticmethod
+    def _page_camera_at(client: Any, pose: Any) -> bool:
+        """True when the page has reported its camera at `pose`'s position and fov (its orbit controls may
+        re-derive the rotation, e.g. without roll; the capture's rotation is sent with the request)."""
+        cam = client.camera
+        if cam._state.update_timestamp == 0.0:
+            return False
+        scale = 1.0 + float(np.abs(pose.position).max())
+        return (abs(cam.fov - pose.fov_y) < 1e-4
+                and float(np.abs(cam.position - pose.position).max()) < 1e-4 * scale)
 
     def close(self) -> None:
         """Stops the server (idempotent)."""
@@ -256,6 +290,16 @@ class Viewer:
         return Frame(image=(out * 255 + 0.5).clip(0, 255).astype(np.uint8), alpha=(a[..., 0] * 255).astype(np.uint8),
                      viewmat=viewmat.detach().cpu().float(), width=width, height=height, fov_y=fov_y)
 
+    def _hide_frustums(self) -> bool:
+        """Hides every frustum for a capture and gives the page time to apply it (scene updates travel apart
+        from a client's render requests); True when any was visible."""
+        visible = any(f.visible for f in self._frustums)
+        self._update_frustums(hide_all=True)
+        if visible:
+            self.server.flush()
+            time.sleep(0.5)
+        return visible
+
     def _update_frustums(self, hide_all: bool = False) -> None:
         """Shows the camera frustums (if asked) except the one the view was moved to (it would fill the view)."""
         show = bool(self._show_cameras.value) and not hide_all
@@ -273,7 +317,10 @@ class Viewer:
         self.go_to(index, client)
 
     def _on_connect(self, client: Any) -> None:
-        self.go_to(self._selected() if self._selected() is not None else 0, client)
+        try:
+            self.go_to(self._selected() if self._selected() is not None else 0, client)
+        finally:
+            self._ready.add(client.client_id)
 
     def _show_view(self, index: int | None, gt: bool = True) -> None:
         """Shows view `index`'s ground truth and foresplat's render of the current Gaussians from it."""
