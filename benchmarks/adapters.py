@@ -8,7 +8,8 @@ Models: edge (edge-t), anysplat (a 4-layer, 32-wide VGGT aggregator; SH degree 4
 (the same network, no fusion) and da3 (ViT-S DinoV2 with narrow heads, SH degree 2) -- the sizes of
 tests/test_adapters_*.py. Models whose optional package is missing are listed as such. Times are the
 median over --repeats runs after one warm-up (CUDA synchronised); the input is --views random views of
---size x --size px (a multiple of 112: of 14 and of 16). Prints a markdown table.
+--size x --size px (a multiple of 112: of 14 and of 16). Prints a markdown table. --full-heads prints
+the parameter counts of the released models' Gaussian heads (what head-only fine-tuning trains).
 """
 
 from __future__ import annotations
@@ -112,6 +113,36 @@ def measure(name: str, device: torch.device, views: int, size: int, repeats: int
             "gaussians": n, "params": adapter.num_parameters(), "head_params": adapter.num_parameters(True)}
 
 
+def full_head_sizes() -> list[tuple[str, int]]:
+    """Parameter counts of the released models' Gaussian heads, built alone at full size (no weights)."""
+    import importlib
+
+    from foresplat.models.adapter import MissingExtraError
+
+    out = []
+    try:
+        from foresplat.models.adapters.anysplat import ffgs_anysplat
+
+        ffgs_anysplat()
+        gs = importlib.import_module("ffgs.models.anysplat.gs_head")
+        head = gs.VGGT_DPT_GS_Head(dim_in=2048, patch_size=14, output_dim=1 + 7 + 3 * 25 + 1, activation="norm_exp",
+                                   conf_activation="expp1", features=256)  # AnySplat's (VGGT-1B, SH degree 4)
+        out.append(("anysplat / vggt: encoder.gaussian_param_head", sum(p.numel() for p in head.parameters())))
+    except MissingExtraError as e:
+        out.append((f"anysplat / vggt: not installed ({e})", 0))
+    try:
+        from foresplat.models.adapters.da3 import da3_modules
+
+        da3_modules()
+        from depth_anything_3.model.gsdpt import GSDPT
+
+        head = GSDPT(dim_in=3072, output_dim=38, features=256, out_channels=[256, 512, 1024, 1024])  # da3-giant
+        out.append(("da3-giant: gs_head", sum(p.numel() for p in head.parameters())))
+    except MissingExtraError as e:
+        out.append((f"da3: not installed ({e})", 0))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -119,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=112, help="image side, a multiple of 112 (14 and 16)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", nargs="+", default=["edge", "anysplat", "vggt", "da3"])
+    ap.add_argument("--full-heads", action="store_true",
+                    help="only print the parameter counts of the released models' Gaussian heads")
     args = ap.parse_args(argv)
+    if args.full_heads:
+        for name, n in full_head_sizes():
+            print(f"{name}: {n:,} parameters")
+        return 0
     if args.size % 112:
         raise SystemExit(f"--size: expected a multiple of 112 (of 14 and of 16), got {args.size}")
     from foresplat.models.adapter import MissingExtraError
