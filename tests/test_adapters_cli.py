@@ -25,6 +25,7 @@ def test_train_model_finetunes_only_the_head_and_predict_uses_it(tmp_path, capsy
     state, meta = load_checkpoint(out / "head", expected_kind="adapter_head")
     assert meta["model"] == "edge" and meta["iterations"] == 2
     assert meta["backbone_sha256_before"] == meta["backbone_sha256_after"]
+    assert meta["heldout_before"]["val_psnr"] != meta["heldout_after"]["val_psnr"]
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(x)["grad_norm"] > 0 for x in lines)
     head = p.head.state_dict()

@@ -7,9 +7,11 @@
 Any registered adapter (foresplat.models.adapter: edge, anysplat, da3, vggt). Only the head trains: the
 frozen part runs without gradients and its digest (sha256 of every other parameter) is recorded before
 and after, and must match. The TrainConfig (preset + overrides) gives the scenes (one per iteration,
-foresplat.train.data.sample_split slot 0: batch_size, warm-up, schedule, validation and resume are
-not used), the rule, iterations, lr (constant, Adam), grad_clip, size, seed, device and out folder. Writes OUT/head.safetensors + OUT/head.json (kind "adapter_head": model, weights, rule,
-iterations, backbone digests) and OUT/metrics.jsonl (one line per step).
+foresplat.train.data.sample_split slot 0: batch_size, warm-up, the lr schedule and resume are not
+used), the rule, iterations, lr (constant, Adam), grad_clip, size, seed, device, val_scenes and the
+out folder. Writes OUT/head.safetensors + OUT/head.json (kind "adapter_head": model, weights, rule,
+iterations, backbone digests, zero-step held-out MSE / PSNR on config.val_scenes synthetic scenes
+before and after) and OUT/metrics.jsonl (one line per step).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
         raise ValueError(f"--width/--height: model {args.model!r} needs multiples of {d}, "
                          f"got {config.width}x{config.height}")
     before = adapter.backbone_digest()
+    val_before = _heldout(adapter, config)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -77,6 +80,7 @@ def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
         adapter.eval().head.train()  # the frozen part in inference mode, the head as in training
         logs = finetune_head(adapter, lambda it: sample_split(config, it, 0, 0), ft, on_step)
     after = adapter.backbone_digest()
+    val_after = _heldout(adapter.eval(), config)
     if after != before:  # cannot happen: the optimizer only holds head parameters
         raise RuntimeError(f"model {args.model!r}: parameters outside the head changed during head-only training")
     head = out / "head"
@@ -84,5 +88,23 @@ def train_adapter_head(config: TrainConfig, args: ModelArgs) -> Path:
                              "iterations": config.iterations, "width": config.width, "height": config.height,
                              "backbone_sha256_before": before, "backbone_sha256_after": after,
                              "final_loss": next((x["loss"] for x in reversed(logs) if "loss" in x), None),
-                             "skipped_scenes": sum("skipped" in x for x in logs)})
+                             "skipped_scenes": sum("skipped" in x for x in logs),
+                             "heldout_before": val_before, "heldout_after": val_after})
+    if val_before.get("val_psnr") is not None and val_after.get("val_psnr") is not None:
+        print(f"held-out zero-step PSNR on {config.val_scenes} synthetic scenes: "
+              f"{val_before['val_psnr']:.2f} dB before, {val_after['val_psnr']:.2f} dB after")
     return head
+
+
+def _heldout(adapter, config: TrainConfig) -> dict:
+    """Zero-step held-out metrics on config.val_scenes synthetic scenes ({} when val_scenes is 0;
+    {"error": ...} when a scene cannot be predicted, e.g. no camera fit)."""
+    from foresplat.train.data import validation_splits
+    from foresplat.train.validation import heldout_metrics
+
+    if config.val_scenes <= 0:
+        return {}
+    try:
+        return heldout_metrics(adapter, validation_splits(config), config.backend)
+    except ValueError as e:
+        return {"error": str(e)}
