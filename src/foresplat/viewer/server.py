@@ -192,13 +192,15 @@ class Viewer:
         return self._views.cameras.index([index])
 
     def capture(self, camera: Cameras, *, timeout: float = 20.0, settle: int = 3, interval: float = 0.25,
-                max_tries: int = 40) -> Frame:
+                max_tries: int = 40, full_size: bool = True) -> Frame:
         """The first connected browser's frame from `camera`'s pose and vertical fov (one camera), taken
         once `settle` consecutive frames agree (viser sorts splats asynchronously).
 
-        The browser's own camera is moved there first and the frame is `camera.height` pixels high with
-        the page's aspect ratio: viser 1.1.1 draws splats in a capture with the page camera's projection,
-        so a frame of another fov or aspect would be distorted. `Frame.camera()` is the camera it shows.
+        The browser's own camera is moved there first and the frame has the page's canvas size (full_size;
+        else `camera.height` pixels high with the page's aspect ratio): viser 1.1.1 draws splats in a capture
+        with the page camera's projection and, after the first capture, sizes them for the page's viewport, so
+        a frame of another fov, aspect or size would be distorted. `Frame.camera()` is the camera it shows
+        (same pose and vertical fov, square pixels, centred principal point).
         Raises TimeoutError when no browser is connected or sends no frame within `timeout` seconds."""
         if not self.wait_for_client(timeout):
             raise TimeoutError(f"Viewer.capture: no browser connected to {self.url} within {timeout:.0f} s")
@@ -243,7 +245,10 @@ class Viewer:
                     time.sleep(0.05)
                     continue
                 waiting = None
-                w = max(1, round(h * client.camera.aspect))  # the page's aspect (its canvas may still resize)
+                if full_size:  # the page's canvas size: viser sizes splats in a capture for the page's viewport
+                    w, h = int(client.camera.image_width), int(client.camera.image_height)
+                else:
+                    w = max(1, round(h * client.camera.aspect))  # the page's aspect (its canvas may still resize)
                 rgba = client.get_render(h, w, wxyz=pose.wxyz, position=pose.position, fov=pose.fov_y,
                                          transport_format="png", timeout=left)
                 if prev is not None and prev.shape == rgba.shape and np.abs(rgba.astype(np.int16) - prev).mean() < 0.25:
