@@ -172,8 +172,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "ClaimConfig.eval_scenes" in capsys.readouterr().err
     assert main(["experiment", "bogus"]) == 2
     assert main(["experiment", "claim", "--preset", "gpu", "--plan"]) == 0
-    assert "2000 outer iterations" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2000 outer iterations" in printed and "estimate" in printed
     (tmp_path / "y").mkdir()
     (tmp_path / "y" / "f.txt").write_text("not a claim run")
     assert main(["experiment", "claim", "--preset", "smoke", "--out-dir", str(tmp_path / "y")]) == 2
     assert "not a claim experiment folder" in capsys.readouterr().err
+
+
+def test_plan_estimate_scales_the_measured_step_time():
+    from foresplat.experiment.estimate import estimate
+
+    cfg = claim_preset("smoke")
+    e = estimate(cfg, probe_steps=3)
+    assert math.isfinite(e.step_seconds) and e.step_seconds > 0
+    cells = len(cfg.seeds) * 2 * cfg.eval_scenes
+    assert e.evaluation == pytest.approx(cells * cfg.steps[-1] * e.step_seconds)
+    assert e.metagrad > e.vanilla > 0 and e.total == pytest.approx(e.metagrad + e.vanilla + e.evaluation)
+    with pytest.raises(ValueError, match="probe_steps"):
+        estimate(cfg, probe_steps=1)

@@ -33,6 +33,8 @@ class ClaimCommand:
     """Continue a run in --out-dir: finished fine-tunes and evaluations are kept, the rest is computed."""
     plan: bool = False
     """Only print the resolved config and the amount of work, then exit."""
+    estimate: bool = True
+    """With --plan: time a few refinement steps here and estimate the run's duration (seconds of work)."""
     base_ckpt: str | None = None
     """Base predictor checkpoint (default: the preset's: the shipped one, or "train" for a trained tiny base)."""
     seeds: tuple[int, ...] | None = None
@@ -85,6 +87,18 @@ def main(argv: list[str]) -> int:
     config = resolve(cmd)
     if cmd.plan:
         print(_plan(config))
+        import torch
+
+        if cmd.estimate and config.device == "cuda" and not torch.cuda.is_available():
+            print("estimate: skipped (the preset runs on CUDA, which this machine does not have)")
+        elif cmd.estimate:
+            from foresplat.experiment.estimate import estimate
+
+            e = estimate(config)
+            print(f"estimate on this machine now: {e.step_seconds * 1e3:.1f} ms per refinement step at the evaluation "
+                  f"size -> MetaGrad fine-tunes {e.metagrad / 60:.0f} min, vanilla fine-tunes {e.vanilla / 60:.0f} min, "
+                  f"evaluation {e.evaluation / 60:.0f} min, total {e.total / 3600:.1f} h (synthetic scenes; no base "
+                  "training, no real scenes)")
         return 0
     from foresplat.experiment import run_claim
 

@@ -7,8 +7,9 @@ MetaGrad - vanilla with bootstrap confidence intervals over scenes and seeds dec
 
 Presets (CLAIM_PRESETS):
   smoke  seconds: a tiny base trained in-process, 2-iteration fine-tunes, 3 scenes at 32 px (tests, CI);
-  cpu    about an hour on 2 CPU cores: the shipped predictor, 48 px, 6 + 4 views, K ~ U{50..500},
-         stride 40, steps 0..2000 (the paper's horizons), 16 scenes x 3 seeds (sizes in docs/CLAIM.md);
+  cpu    1-2 hours on 2 CPU cores: the shipped predictor, 48 px, 6 + 4 views, K ~ U{50..500}, stride 40,
+         steps 0..2000 (the paper's horizons), 100-iteration fine-tunes, 16 scenes x 3 seeds; nearly all of
+         it is refinement steps (9-17 ms each measured here: `--plan` times them and estimates the run);
   gpu    the paper's scale: 224 px, 12 + 4 views, 2,000 outer iterations, gsplat on CUDA, 32 scenes
          x 3 seeds and the real evaluation scenes.
 """
@@ -164,7 +165,8 @@ CLAIM_PRESETS: dict[str, ClaimConfig] = {
         eval_scenes=32, real_scenes=True, image_size=224, num_context=12, num_target=4,
         backend="gsplat", device="cuda"),
 }
-"""Named presets (see the module docstring); `cpu` sizes were measured on the 2-core machine (docs/CLAIM.md)."""
+"""Named presets (see the module docstring); how `cpu` was sized: docs/CLAIM.md. The gpu preset's fine-tune lr
+(1e-3) is our choice: the paper does not give its outer optimizer or learning rate."""
 
 
 def claim_preset(name: str, **overrides) -> ClaimConfig:
