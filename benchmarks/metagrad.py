@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unrolled-ks", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--time-ks", type=int, nargs="+", default=[50, 100])
     p.add_argument("--repeats", type=int, default=2, help="timing repeats (the minimum is kept)")
+    p.add_argument("--stride", type=int, default=10, help="anchor stride of the timing table (paper: 40)")
+    p.add_argument("--skip-memory", action="store_true", help="only the timing table (3.)")
     p.add_argument("--child", nargs=2, metavar=("RULE", "K"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -147,19 +149,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# metagrad benchmark: backend={args.backend}, {args.size}x{args.size} px, "
           f"{args.points} Gaussians, 12 context + 4 target views; torch threads={torch.get_num_threads()}")
-    print_memory_table("1. metagrad: peak memory of one outer iteration vs K (flat expected)",
-                       "metagrad", args.mem_ks, args)
-    print_memory_table("2. unrolled: peak memory vs K (24x24 px, 150 Gaussians, reference, float64; grows with K)",
-                       "unrolled", args.unrolled_ks, args)
+    if not args.skip_memory:
+        print_memory_table("1. metagrad: peak memory of one outer iteration vs K (flat expected)",
+                           "metagrad", args.mem_ks, args)
+        print_memory_table("2. unrolled: peak memory vs K (24x24 px, 150 Gaussians, reference, float64; grows "
+                           "with K)", "unrolled", args.unrolled_ks, args)
 
-    print("\n## 3. metagrad outer iteration time / K plain refinement steps (target <= 1.2)")
+    print(f"\n## 3. metagrad outer iteration time / K plain refinement steps (stride {args.stride}; target <= 1.2)")
     print("| K | anchors | plain K steps (s) | metagrad (s) | ratio | ratio w/o zero-step log | "
           "inner / anchor / zero-step (s) |")
     print("|---|---|---|---|---|---|---|")
     split, g0 = setup(args.size, args.points)
     refine = RefineConfig(backend=args.backend)
     for k in args.time_ks:
-        config = RuleConfig(name="metagrad", k_min=k, k_max=k, backend=args.backend, refine=refine)
+        config = RuleConfig(name="metagrad", k_min=k, k_max=k, stride=args.stride, backend=args.backend,
+                            refine=refine)
         one_iteration(replace(config, k_min=2, k_max=2), split, g0)  # warm-up
         plain = min(plain_steps_time(split, g0, refine, k) for _ in range(args.repeats))
         runs = [one_iteration(config, split, g0) for _ in range(args.repeats)]
