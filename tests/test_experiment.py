@@ -191,3 +191,14 @@ def test_plan_estimate_scales_the_measured_step_time():
     assert e.metagrad > e.vanilla > 0 and e.total == pytest.approx(e.metagrad + e.vanilla + e.evaluation)
     with pytest.raises(ValueError, match="probe_steps"):
         estimate(cfg, probe_steps=1)
+
+
+def test_cli_overrides_reach_the_config(capsys):
+    from foresplat.cli import main
+
+    assert main(["experiment", "claim", "--preset", "cpu", "--stride", "20", "--lam", "0.5", "--k-min", "10",
+                 "--finetune-lr", "0.003", "--plan", "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "'stride': 20" in out and "'lam': 0.5" in out and "'k_min': 10" in out and "'finetune_lr': 0.003" in out
+    assert main(["experiment", "claim", "--preset", "cpu", "--lam", "1.0", "--plan"]) == 2
+    assert "ClaimConfig.lam" in capsys.readouterr().err

@@ -41,6 +41,16 @@ class ClaimCommand:
     """Override the training seeds (>= 3 for a verdict)."""
     finetune_iterations: int | None = None
     """Override the outer iterations of each fine-tune."""
+    finetune_lr: float | None = None
+    """Override the fine-tunes' peak learning rate."""
+    lam: float | None = None
+    """Override MetaGrad's lambda (weight of the zero-step loss, in [0, 1))."""
+    k_min: int | None = None
+    """Override the smallest K of MetaGrad's inner refinement."""
+    k_max: int | None = None
+    """Override the largest K."""
+    stride: int | None = None
+    """Override MetaGrad's anchor stride (paper: 40; Table 5 ablates 1 / 20 / 80)."""
     eval_scenes: int | None = None
     """Override the number of unseen synthetic scenes (>= 16 for a verdict)."""
     real: bool | None = None
@@ -60,7 +70,9 @@ def resolve(cmd: ClaimCommand):
     from foresplat.experiment import claim_preset
 
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
-                        eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend, device=cmd.device)
+                        finetune_lr=cmd.finetune_lr, lam=cmd.lam, k_min=cmd.k_min, k_max=cmd.k_max,
+                        stride=cmd.stride, eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
+                        device=cmd.device)
 
 
 def _plan(config) -> str:
