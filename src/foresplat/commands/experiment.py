@@ -1,7 +1,7 @@
 """`foresplat experiment claim`: the paper's MetaGrad claim, tested with matched fine-tunes and bootstrap CIs.
 
     foresplat experiment claim --preset smoke                      # seconds: the pipeline end to end
-    foresplat experiment claim --preset cpu --out-dir runs/claim-cpu   # ~1 h on 2 cores; --resume continues
+    foresplat experiment claim --preset cpu --out runs/claim-cpu   # 1-2 h on 2 cores; --resume continues
     foresplat experiment claim --preset gpu --plan                 # print the resolved paper-scale config
 
 For each training seed: a vanilla and a MetaGrad head-only fine-tune of one base predictor with the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -27,10 +27,10 @@ class ClaimCommand:
 
     preset: Literal["smoke", "cpu", "gpu"] = "cpu"
     """Sizes (foresplat.experiment.config.CLAIM_PRESETS): smoke (seconds), cpu (~1 h on 2 cores), gpu (paper scale)."""
-    out_dir: Path | None = None
-    """Output folder (default runs/claim-<preset>)."""
+    out: Annotated[Path | None, tyro.conf.arg(aliases=("--out-dir",))] = None
+    """Output folder (default runs/claim-<preset>); --out-dir is the same option."""
     resume: bool = False
-    """Continue a run in --out-dir: finished fine-tunes and evaluations are kept, the rest is computed."""
+    """Continue a run in --out: finished fine-tunes and evaluations are kept, the rest is computed."""
     plan: bool = False
     """Only print the resolved config and the amount of work, then exit."""
     estimate: bool = True
@@ -114,6 +114,6 @@ def main(argv: list[str]) -> int:
         return 0
     from foresplat.experiment import run_claim
 
-    run = run_claim(config, cmd.out_dir or Path(f"runs/claim-{config.name}"), resume=cmd.resume,
+    run = run_claim(config, cmd.out or Path(f"runs/claim-{config.name}"), resume=cmd.resume,
                     progress=cmd.progress, data=cmd.data)
     return 0 if run.analyses and all(a.scenes for a in run.analyses.values()) else 1

@@ -51,7 +51,7 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
     with a different config (its finished pieces would be mixed with the new ones)."""
     from foresplat.io.outputs import check_output_dir
 
-    check_output_dir(out, option="--out-dir")
+    check_output_dir(out, option="--out")
     record_path = out / "claim.json"
     cfg = _config_dict(config)
     if out.is_dir() and any(out.iterdir()):
@@ -60,14 +60,14 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
         except (OSError, ValueError):
             record = None
         if not isinstance(record, dict) or record.get("written_by") != MARKER:
-            raise FileExistsError(f"--out-dir {out}: not empty and not a claim experiment folder; choose another")
+            raise FileExistsError(f"--out {out}: not empty and not a claim experiment folder; choose another")
         if not resume:
-            raise FileExistsError(f"--out-dir {out}: holds an earlier claim run; pass --resume to continue it "
+            raise FileExistsError(f"--out {out}: holds an earlier claim run; pass --resume to continue it "
                                   "or choose another folder")
         if record.get("config") != cfg:
             diff = sorted(k for k in cfg if record.get("config", {}).get(k) != cfg[k])
             raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
-                             "use the same preset and options, or another --out-dir")
+                             "use the same preset and options, or another --out")
         return record
     out.mkdir(parents=True, exist_ok=True)
     record = {"written_by": MARKER, "config": cfg, "status": "running", "command": sys.argv}
