@@ -156,7 +156,11 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
         run_claim(cfg, out, progress=False)
     with pytest.raises(ValueError, match="another config"):
         run_claim(claim_preset("smoke", eval_scenes=2), out, resume=True, progress=False)
-    cells[0].unlink()  # a lost cell is recomputed, nothing else
+    rep = run_claim(cfg, out, report_only=True, progress=False).analyses["synthetic"]
+    assert np.array_equal(rep.vanilla, a.vanilla) and rep.verdict == a.verdict
+    cells[0].unlink()  # report-only leaves that scene out; a resume recomputes the lost cell, nothing else
+    rep = run_claim(cfg, out, report_only=True, progress=False).analyses["synthetic"]
+    assert len(rep.scenes) == cfg.eval_scenes - 1 and "Partial: 2 of 3" in rep.markdown and not cells[0].exists()
     again = run_claim(cfg, out, resume=True, progress=False)
     assert ft.stat().st_mtime_ns == ft_stamp
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != cells[0]) and cells[0].is_file()

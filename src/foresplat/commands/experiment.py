@@ -31,6 +31,8 @@ class ClaimCommand:
     """Output folder (default runs/claim-<preset>); --out-dir is the same option."""
     resume: bool = False
     """Continue a run in --out: finished fine-tunes and evaluations are kept, the rest is computed."""
+    report_only: bool = False
+    """Compute nothing: analyse the evaluations already stored in --out (of a finished or running run)."""
     plan: bool = False
     """Only print the resolved config and the amount of work, then exit."""
     estimate: bool = True
@@ -115,5 +117,5 @@ def main(argv: list[str]) -> int:
     from foresplat.experiment import run_claim
 
     run = run_claim(config, cmd.out or Path(f"runs/claim-{config.name}"), resume=cmd.resume,
-                    progress=cmd.progress, data=cmd.data)
+                    progress=cmd.progress, data=cmd.data, report_only=cmd.report_only)
     return 0 if run.analyses and all(a.scenes for a in run.analyses.values()) else 1

@@ -193,9 +193,11 @@ def read_cell(path: Path):
         return None
 
 
-def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: Path, progress: bool) -> dict:
+def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: Path, progress: bool,
+                   compute: bool = True) -> dict:
     """Evaluates every (scene, seed, rule) cell not stored yet; returns {(seed, rule, scene): MethodResult}
-    and {scene: error} of scenes that failed to load under key "__errors__"."""
+    and {scene: error} of scenes that failed to load under key "__errors__". compute=False only reads
+    the stored cells (a missing one stays missing and its scene is left out of the analysis)."""
     from tqdm.auto import tqdm
 
     from foresplat.evaluate.protocol import MethodSpec, _Predictors, _Scorer, evaluate_scene, prepare_scene
@@ -218,7 +220,8 @@ def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: P
                     bar.update(1)
                 else:
                     todo.append((seed, rule, ckpt))
-            if not todo:
+            if not todo or not compute:
+                bar.update(0 if compute else len(todo))
                 continue
             try:
                 scene = prepare_scene(src.load(), cfg.image_size, divisor)
@@ -241,13 +244,31 @@ def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: P
     return cells
 
 
+def _existing_finetunes(config: ClaimConfig, out: Path) -> dict[tuple[int, str], Path]:
+    ckpts = {}
+    for seed in config.seeds:
+        for rule in RULES:
+            d = finetune_dir(out, seed, rule)
+            if not ((d / "model.safetensors").is_file() and (d / "summary.json").is_file()):
+                raise FileNotFoundError(f"--report-only: the fine-tune {d} is not finished yet; nothing to report")
+            ckpts[(seed, rule)] = d / "model"
+    return ckpts
+
+
 def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-              data: Path | None = None) -> ClaimRun:
-    """Runs (or resumes) the whole experiment and writes its results; prints the verdicts."""
+              data: Path | None = None, report_only: bool = False) -> ClaimRun:
+    """Runs (or resumes) the whole experiment and writes its results; prints the verdicts.
+
+    report_only: compute nothing; analyse the cells already stored in an earlier (or still running)
+    run of the same config, over the scenes whose every cell is finished."""
     from foresplat.experiment.report import analyse, write_results
 
     config.validate()
     out = Path(out_dir)
+    if report_only:
+        if not (out / "claim.json").is_file():
+            raise FileNotFoundError(f"--report-only: {out / 'claim.json'} does not exist (no claim run there)")
+        return _report(config, out, progress, data)
     record = prepare_out_dir(out, config, resume)
     run = ClaimRun(out)
     t_all = time.perf_counter()
@@ -280,4 +301,28 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
                    "verdicts": {k: a.verdict for k, a in run.analyses.items()}})
     atomic_write_json(out / "claim.json", record)
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in run.seconds.items()), flush=True)
+    return run
+
+
+def _report(config: ClaimConfig, out: Path, progress: bool, data: Path | None) -> ClaimRun:
+    from foresplat.experiment.report import analyse, write_results
+
+    prepare_out_dir(out, config, resume=True)  # the same config as the run that wrote the cells
+    ckpts = _existing_finetunes(config, out)
+    run = ClaimRun(out)
+    for which in ["synthetic"] + (["real"] if config.real_scenes else []):
+        sources = scene_sources(config, which, data)
+        if not sources:
+            continue
+        cells = evaluate_cells(config, which, sources, ckpts, out, progress, compute=False)
+        done = [s.name for s in sources if all((seed, rule, s.name) in cells for seed, rule in ckpts)]
+        analysis = analyse(config, which, done, cells)
+        if len(done) < len(sources):
+            analysis.markdown += (f"\nPartial: {len(done)} of {len(sources)} {which} scenes have every cell "
+                                  "finished; the others are not included.\n")
+        run.analyses[which] = analysis
+        paths = write_results(analysis, out / "results" / which)
+        print(analysis.markdown, flush=True)
+        for key, path in paths.items():
+            print(f"{which} {key}: {path}", flush=True)
     return run
