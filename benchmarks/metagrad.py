@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-ks", type=int, nargs="+", default=[50, 100])
     p.add_argument("--repeats", type=int, default=2, help="timing repeats (the minimum is kept)")
     p.add_argument("--stride", type=int, default=10, help="anchor stride of the timing table (paper: 40)")
-    p.add_argument("--skip-memory", action="store_true", help="only the timing table (3.)")
+    p.add_argument("--skip-memory", action="store_true", help="only the timing tables (3., 4.)")
+    p.add_argument("--workers-k", type=int, default=0,
+                   help="table 4: an outer batch of 2 scenes with K = this, one after the other vs "
+                        "TrainConfig.rule_workers = 2 threads (0 = skip)")
     p.add_argument("--child", nargs=2, metavar=("RULE", "K"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -172,7 +175,39 @@ def main(argv: list[str] | None = None) -> int:
               f"{best['wall'] / plain:.2f} | {(best['wall'] - best['time_zero_step']) / plain:.2f} | "
               f"{best['time_inner']:.2f} / {best['time_anchor']:.2f} / "
               f"{best['time_zero_step']:.2f} |", flush=True)
+    if args.workers_k:
+        print_workers_table(args)
     return 0
+
+
+def print_workers_table(args) -> None:
+    """Table 4: one metagrad outer batch of 2 scenes, sequential vs 2 threads (train.loop.run_rule):
+    wall and process CPU seconds, and whether the gradients on G0 are bit-identical."""
+    from foresplat.train.loop import run_rule
+
+    config = RuleConfig(name="metagrad", k_min=args.workers_k, k_max=args.workers_k, stride=args.stride,
+                        backend=args.backend, refine=RefineConfig(backend=args.backend))
+    rule = build_rule(config)
+    data = [setup(args.size, args.points, seed=s) for s in (0, 1)]
+
+    def batch(workers: int):
+        g0s = [g.clone().requires_grad_(True) for _, g in data]
+        gens = [torch.Generator().manual_seed(i) for i in range(2)]
+        c0, t0 = time.process_time(), time.perf_counter()
+        outs = run_rule(rule, g0s, [s for s, _ in data], gens, workers)
+        torch.stack([o.loss for o in outs]).sum().backward()
+        return time.perf_counter() - t0, time.process_time() - c0, [t.grad for g in g0s for t in g.tensors()]
+
+    batch(2)  # warm-up
+    print(f"\n## 4. one outer batch of 2 scenes, K = {args.workers_k}, stride {args.stride}: "
+          "rule_workers 1 vs 2 (threads)")
+    print("| repeat | 1 worker wall / CPU (s) | 2 workers wall / CPU (s) | wall speed-up | identical gradients |")
+    print("|---|---|---|---|---|")
+    for r in range(args.repeats):
+        w1, c1, g1 = batch(1)
+        w2, c2, g2 = batch(2)
+        same = all(torch.equal(a, b) for a, b in zip(g1, g2))
+        print(f"| {r + 1} | {w1:.2f} / {c1:.2f} | {w2:.2f} / {c2:.2f} | {w1 / w2:.2f} | {same} |", flush=True)
 
 
 if __name__ == "__main__":

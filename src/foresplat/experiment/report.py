@@ -232,7 +232,7 @@ def json_document(a: ClaimAnalysis) -> dict:
         "diff_steps": [asdict(i) for i in a.diff_steps], "diff_budgets": [asdict(i) for i in a.diff_budgets],
         "vanilla_steps": [asdict(i) for i in a.vanilla_ci], "metagrad_steps": [asdict(i) for i in a.metagrad_ci],
         "steps_to_match": None if a.match is None else {"estimate": a.match[0], "low": a.match[1],
-                                                        "high": a.match[2]},
+                                                        "high": a.match[2], "null": "never within the steps"},
         "steps_to_match_per_seed": a.match_per_seed,
         "claims": [asdict(c) for c in a.claims], "verdict": a.verdict,
         "psnr": {"vanilla": a.vanilla.tolist(), "metagrad": a.metagrad.tolist(),

@@ -95,6 +95,9 @@ class TrainConfig:
     """Also write TensorBoard events to out_dir/tb (needs the tensorboard package)."""
     progress: bool = True
     """Show a tqdm progress bar (rank 0)."""
+    rule_workers: int = 1
+    """Threads that run the rule on the batch's scenes concurrently (each scene has its own generator, so the
+    result is identical to 1 = one after the other; >1 speeds up the inner refinements of metagrad/reptile)."""
 
     def validate(self) -> "TrainConfig":
         """Raises ValueError naming the field when a setting is impossible."""
@@ -104,7 +107,7 @@ class TrainConfig:
         self.model.validate()
         self.rule.validate()
         self.synthetic.validate()
-        for name in ("batch_size", "num_context", "width", "height", "iterations"):
+        for name in ("batch_size", "num_context", "width", "height", "iterations", "rule_workers"):
             if getattr(self, name) < 1:
                 bad(name, "a positive integer")
         for name in ("num_target", "warmup", "synthetic_pool", "ckpt_interval", "val_interval",

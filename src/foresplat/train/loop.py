@@ -74,6 +74,21 @@ def _to(split: SceneSplit, device: torch.device) -> SceneSplit:
     return replace(split, context=split.context.to(device), target=split.target.to(device))
 
 
+def run_rule(rule: TrainingRule, g0s: list, splits: list[SceneSplit], gens: list[torch.Generator],
+             workers: int = 1) -> list:
+    """rule(g0s[b], splits[b], gens[b]) for every scene b -> B x RuleOutput, in order.
+
+    workers > 1: the calls run in that many threads (torch releases the GIL in its kernels). Each call
+    draws only from its own generator and builds its own part of the graph, so the outputs are the
+    same as one after the other (tests/test_train_rule_workers.py checks them bit for bit)."""
+    if workers <= 1 or len(g0s) <= 1:
+        return [rule(g, s, gen) for g, s, gen in zip(g0s, splits, gens)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(g0s))) as pool:
+        return list(pool.map(rule, g0s, splits, gens))
+
+
 def train_step(model: torch.nn.Module, rule: TrainingRule, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
                config: TrainConfig, it: int, rank: int, device: torch.device) -> dict[str, float]:
     """One optimizer step on this rank's B scenes of iteration `it`; returns float stats (losses, times, rule logs)."""
@@ -88,7 +103,7 @@ def train_step(model: torch.nn.Module, rule: TrainingRule, opt: torch.optim.Opti
     g0 = model(*batch.args())  # Gaussians [B, N], N = Vc * H/s * W/s, attached to the trainable params
     t2 = time.perf_counter()
     gens = [torch.Generator().manual_seed(mix_seed(config.seed, it, rank, b, 3)) for b in range(config.batch_size)]
-    outs = [rule(g0[b], splits[b], gens[b]) for b in range(config.batch_size)]  # B x RuleOutput(scalar loss, logs)
+    outs = run_rule(rule, [g0[b] for b in range(config.batch_size)], splits, gens, config.rule_workers)
     loss = torch.stack([o.loss for o in outs]).mean()  # scalar: mean surrogate loss over the B scenes
     if not bool(torch.isfinite(loss.detach())):
         raise FloatingPointError(f"iteration {it}: the rule loss is {float(loss.detach())} "
