@@ -108,7 +108,7 @@ def test_gpu_preset_builds_its_finetune_and_eval_configs(tmp_path):
         tc = finetune_config(cfg, rule, base, 0, tmp_path / rule, progress=False).validate()
         assert (tc.width, tc.height, tc.num_context, tc.num_target, tc.iterations) == (224, 224, 12, 4, 2000)
         assert tc.synthetic.num_views >= 16 and tc.datasets == () and not tc.train_backbone
-        assert tc.backend == "gsplat" and tc.device == "cuda" and tc.rule.refine.steps == 2000
+        assert tc.backend == "gsplat" and tc.device == "cuda" and tc.rule.refine.steps == 2000 and tc.rule_workers == 1
         assert (tc.rule.k_min, tc.rule.k_max, tc.rule.stride) == (50, 500, 40)
     ec = eval_config(cfg, real=True)
     assert (ec.num_context, ec.num_target, ec.image_size) == (12, 4, 224)
@@ -149,6 +149,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     cells = sorted((out / "cells/synthetic").rglob("*.json"))
     assert len(cells) == 2 * len(cfg.seeds) * cfg.eval_scenes
     stamps = {p: p.stat().st_mtime_ns for p in cells}
+    assert "rule_workers: 2" in (out / "finetune/seed0/metagrad/config.yaml").read_text()  # threads, same result
     ft = out / "finetune/seed0/metagrad/model.safetensors"
     ft_stamp = ft.stat().st_mtime_ns
 

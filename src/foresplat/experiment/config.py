@@ -87,6 +87,9 @@ class ClaimConfig:
     """Confidence level of the bootstrap intervals."""
     n_boot: int = 2000
     """Bootstrap replicates."""
+    rule_workers: int = 2
+    """Threads running the fine-tunes' rule on the scenes of an outer batch (TrainConfig.rule_workers; the
+    result is bit-identical to 1, so a resume may change it)."""
     backend: Literal["auto", "reference", "cpu", "gsplat"] = "auto"
     """Render backend of fine-tunes and evaluation."""
     device: Literal["cpu", "cuda"] = "cpu"
@@ -103,7 +106,7 @@ class ClaimConfig:
             bad("train_preset", f"one of {sorted(PRESETS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
             bad("seeds", "distinct non-negative integers")
-        for name in ("finetune_iterations", "eval_scenes", "num_context", "num_target", "n_boot",
+        for name in ("finetune_iterations", "eval_scenes", "num_context", "num_target", "n_boot", "rule_workers",
                      "refine_horizon", "min_eval_scenes", "min_seeds"):
             if getattr(self, name) < 1:
                 bad(name, "a positive integer")
@@ -163,7 +166,7 @@ CLAIM_PRESETS: dict[str, ClaimConfig] = {
         name="gpu", base="default", train_preset="real", train_size=224, train_context=12, train_target=4,
         seeds=(0, 1, 2), finetune_iterations=2000, finetune_lr=1e-3, k_min=50, k_max=500, stride=40,
         eval_scenes=32, real_scenes=True, image_size=224, num_context=12, num_target=4,
-        backend="gsplat", device="cuda"),
+        backend="gsplat", device="cuda", rule_workers=1),
 }
 """Named presets (see the module docstring); how `cpu` was sized: docs/CLAIM.md. The gpu preset's fine-tune lr
 (1e-3) is our choice: the paper does not give its outer optimizer or learning rate."""

@@ -29,6 +29,8 @@ from foresplat.io.atomic import atomic_write_json
 RULES = ("vanilla", "metagrad")
 """Control first, treatment second."""
 MARKER = "foresplat experiment claim"
+RESULT_NEUTRAL = ("rule_workers",)
+"""ClaimConfig fields a resume may change: they do not change any stored result."""
 
 
 @dataclass
@@ -64,8 +66,9 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
         if not resume:
             raise FileExistsError(f"--out {out}: holds an earlier claim run; pass --resume to continue it "
                                   "or choose another folder")
-        if record.get("config") != cfg:
-            diff = sorted(k for k in cfg if record.get("config", {}).get(k) != cfg[k])
+        old = {k: v for k, v in (record.get("config") or {}).items() if k not in RESULT_NEUTRAL}
+        if old != {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}:
+            diff = sorted(k for k in cfg if k not in RESULT_NEUTRAL and old.get(k) != cfg[k])
             raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
                              "use the same preset and options, or another --out")
         return record
@@ -107,7 +110,8 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
     from foresplat.train.finetune import head_finetune_config
 
     preset = train_preset(config.train_preset)
-    overrides: dict = dict(progress=progress, backend=config.backend, device=config.device, resume="auto")
+    overrides: dict = dict(progress=progress, backend=config.backend, device=config.device, resume="auto",
+                           rule_workers=config.rule_workers)
     syn = preset.synthetic
     if config.train_size is not None:
         overrides.update(width=config.train_size, height=config.train_size)
