@@ -143,7 +143,7 @@ class ClaimConfig:
             bad("ci_level", "a level in (0, 1)")
         if self.device == "cpu" and self.backend == "gsplat":
             bad("backend", "cpu, reference or auto on device cpu (gsplat needs CUDA)")
-        if self.base not in ("default", "train") and not self.base:
+        if not self.base:
             bad("base", '"default", "train" or a checkpoint path')
         return self
 
