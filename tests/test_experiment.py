@@ -207,3 +207,42 @@ def test_cli_overrides_reach_the_config(capsys):
     assert "'stride': 20" in out and "'lam': 0.5" in out and "'k_min': 10" in out and "'finetune_lr': 0.003" in out
     assert main(["experiment", "claim", "--preset", "cpu", "--lam", "1.0", "--plan"]) == 2
     assert "ClaimConfig.lam" in capsys.readouterr().err
+
+
+def _cells(v_curve, m_curve, seeds, scenes, noise=0.05, budgets=2):
+    from foresplat.evaluate.results import BudgetPoint, MethodResult, Quality
+
+    rng = np.random.default_rng(0)
+    steps = (0, 200, 500, 1000, 2000)
+    cells = {}
+    for s in seeds:
+        for j in scenes:
+            shift = rng.normal(0, 1.0)  # scenes differ a lot; the pairing removes it
+            for rule, curve in (("vanilla", v_curve), ("metagrad", m_curve)):
+                mr = MethodResult(rule, j)
+                mr.steps = {k: Quality(c + shift + rng.normal(0, noise), 0.9) for k, c in zip(steps, curve)}
+                mr.budgets = [BudgetPoint(1.0, 1.0, 200, 1.0, False, mr.steps[200]) for _ in range(budgets)]
+                cells[(s, rule, j)] = mr
+    return cells
+
+
+def test_verdict_is_computed_from_the_numbers():
+    from foresplat.experiment.report import analyse
+
+    cfg = claim_preset("cpu", budgets=(1.0, 2.0))
+    scenes = [f"s{j}" for j in range(16)]
+    vanilla = [20.0, 25.0, 26.0, 26.5, 27.0]
+    good = analyse(cfg, "synthetic", scenes, _cells(vanilla, [19.0, 26.8, 27.5, 27.8, 28.0], cfg.seeds, scenes))
+    assert "REPRODUCED: every required claim holds" in good.verdict
+    assert good.diff_steps[-1].mean == pytest.approx(1.0, abs=0.05) and good.diff_steps[-1].above_zero
+    assert good.match[0] == pytest.approx(200 + 0.2 / 0.7 * 300, abs=15)
+    small = analyse(cfg, "synthetic", scenes, _cells(vanilla, [v + 0.2 for v in vanilla], cfg.seeds, scenes))
+    assert "NOT REPRODUCED" in small.verdict and small.diff_steps[-1].above_zero  # real but too small a gain
+    few = analyse(cfg, "real", scenes[:5], _cells(vanilla, [19.0, 26.8, 27.5, 27.8, 28.0], cfg.seeds, scenes[:5]))
+    assert "too small a design" in few.verdict
+    assert "REPRODUCED: every" in analyse(cfg, "real", scenes[:5], _cells(
+        vanilla, [19.0, 26.8, 27.5, 27.8, 28.0], cfg.seeds, scenes[:5]), min_scenes=5).verdict
+    broken = _cells(vanilla, vanilla, cfg.seeds, scenes)
+    broken[(1, "metagrad", "s3")].error = "FloatingPointError: diverged"
+    b = analyse(cfg, "synthetic", scenes, broken)
+    assert "s3" in b.dropped and len(b.scenes) == 15 and "too small a design" in b.verdict

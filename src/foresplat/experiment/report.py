@@ -78,8 +78,12 @@ def _complete(mr, steps: list[int], n_budgets: int) -> str | None:
     return None
 
 
-def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict) -> ClaimAnalysis:
-    """The statistics and verdict of one scene set (see module docstring)."""
+def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict,
+            min_scenes: int | None = None) -> ClaimAnalysis:
+    """The statistics and verdict of one scene set (see module docstring).
+
+    min_scenes: scenes the design check requires (default config.min_eval_scenes; the real set, which
+    has fewer evaluation scenes than that, requires all of its scenes)."""
     seeds = list(config.seeds)
     steps = [int(k) for k in config.steps]
     nb = len(config.budgets)
@@ -109,30 +113,31 @@ def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict
         a.match = bootstrap_steps_to_match(steps, a.metagrad, a.vanilla, **kw)
         a.match_per_seed = {s: steps_to_match(steps, a.metagrad[i].mean(0), a.vanilla[i].mean(0))
                             for i, s in enumerate(seeds)}
-    a.claims = claims_of(a)
+    a.claims = claims_of(a, config.min_eval_scenes if min_scenes is None else min_scenes)
     a.verdict = verdict_text(a.claims, where=f"{which} scenes ({len(scenes)} scenes x {len(seeds)} seeds)")
     if scenes and a.claims[0].holds is None:  # the design claim: numbers exist, but too few of them
         a.verdict = a.verdict.rsplit("\n", 1)[0] + (
             f"\n  => NOT CHECKED: {len(scenes)} scenes x {len(seeds)} seeds is too small a design for a verdict "
-            f"(need >= {config.min_eval_scenes} x {config.min_seeds}); the lines above are for information only")
+            f"(need >= {config.min_eval_scenes if min_scenes is None else min_scenes} x {config.min_seeds}); "
+            "the lines above are for information only")
     a.pooled = pooled_report(a, cells)
     a.markdown = markdown(a)
     return a
 
 
-def claims_of(a: ClaimAnalysis) -> list[Claim]:
-    """The paper's claim checked against the analysis (never asserted)."""
+def claims_of(a: ClaimAnalysis, min_scenes: int) -> list[Claim]:
+    """The paper's claim checked against the analysis (never asserted); the design needs min_scenes scenes."""
     cfg = a.config
     last = a.steps[-1]
     lvl = f"{cfg.ci_level:.0%}"
     gain = f"MetaGrad ends >= {cfg.min_gain:+.1f} dB above vanilla after {last} steps with the {lvl} CI above 0"
     match = f"MetaGrad reaches vanilla's {last}-step PSNR within {cfg.match_within} steps"
-    design = f"design: >= {cfg.min_eval_scenes} scenes and >= {cfg.min_seeds} training seeds"
+    design = f"design: >= {min_scenes} scenes and >= {cfg.min_seeds} training seeds"
     n_j, n_s = len(a.scenes), len(a.seeds)
     if not a.scenes:
         why = f"no scene completed by every head ({len(a.dropped)} dropped)"
         return [Claim(design, None, why), Claim(gain, None, why), Claim(match, None, why)]
-    big_enough = n_j >= cfg.min_eval_scenes and n_s >= cfg.min_seeds
+    big_enough = n_j >= min_scenes and n_s >= cfg.min_seeds
     claims = [Claim(design, True if big_enough else None,
                     f"{n_j} scenes x {n_s} seeds" + ("" if big_enough else ": too few for a verdict"))]
     d = a.diff_steps[-1]

@@ -180,6 +180,11 @@ def scene_sources(config: ClaimConfig, which: str, data: Path | None = None):
     return path_sources(root, which="evaluation", max_views=config.num_context + config.num_target)
 
 
+def _min_scenes(config: ClaimConfig, which: str, sources) -> int:
+    """Scenes a verdict needs: config.min_eval_scenes synthetic ones, or every real evaluation scene found."""
+    return config.min_eval_scenes if which == "synthetic" else len(sources)
+
+
 def cell_path(out: Path, which: str, seed: int, rule: str, scene: str) -> Path:
     return out / "cells" / which / f"seed{seed}" / rule / f"{_safe(scene)}.json"
 
@@ -292,7 +297,7 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
         t0 = time.perf_counter()
         cells = evaluate_cells(config, which, sources, ckpts, out, progress)
         run.seconds[f"eval_{which}"] = time.perf_counter() - t0
-        analysis = analyse(config, which, [s.name for s in sources], cells)
+        analysis = analyse(config, which, [s.name for s in sources], cells, _min_scenes(config, which, sources))
         paths = write_results(analysis, out / "results" / which)
         run.analyses[which] = analysis
         print(analysis.markdown, flush=True)
@@ -320,7 +325,7 @@ def _report(config: ClaimConfig, out: Path, progress: bool, data: Path | None) -
             continue
         cells = evaluate_cells(config, which, sources, ckpts, out, progress, compute=False)
         done = [s.name for s in sources if all((seed, rule, s.name) in cells for seed, rule in ckpts)]
-        analysis = analyse(config, which, done, cells)
+        analysis = analyse(config, which, done, cells, _min_scenes(config, which, sources))
         if len(done) < len(sources):
             analysis.markdown += (f"\nPartial: {len(done)} of {len(sources)} {which} scenes have every cell "
                                   "finished; the others are not included.\n")
