@@ -175,7 +175,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
     assert main(["experiment", "claim", "--preset", "smoke", "--eval-scenes", "0", "--out-dir", str(tmp_path / "x")]) == 2
     assert "ClaimConfig.eval_scenes" in capsys.readouterr().err
-    assert main(["experiment", "bogus"]) == 2
+    assert main(["experiment", "bogus"]) == 2 and main(["experiment"]) == 2
+    assert main(["experiment", "--help"]) == 0
     assert main(["experiment", "claim", "--preset", "gpu", "--plan"]) == 0
     printed = capsys.readouterr().out
     assert "2000 outer iterations" in printed and "estimate" in printed

@@ -86,15 +86,21 @@ def _plan(config) -> str:
             + (" + the real evaluation scenes" if config.real_scenes else ""))
 
 
+def _usage() -> str:
+    return ("usage: foresplat experiment NAME [OPTIONS]\n\nexperiments:\n"
+            + "\n".join(f"  {k}  {v}" for k, v in EXPERIMENTS.items())
+            + "\n\nRun `foresplat experiment NAME --help` for its options.")
+
+
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat experiment`."""
     from foresplat.errors import UsageError
 
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: foresplat experiment NAME [OPTIONS]\n\nexperiments:\n"
-              + "\n".join(f"  {k}  {v}" for k, v in EXPERIMENTS.items())
-              + "\n\nRun `foresplat experiment NAME --help` for its options.")
+    if argv and argv[0] in ("-h", "--help"):
+        print(_usage())
         return 0
+    if not argv:
+        raise UsageError("experiment: expected an experiment name: " + ", ".join(EXPERIMENTS))
     if argv[0] not in EXPERIMENTS:
         raise UsageError(f"experiment: unknown experiment {argv[0]!r}; available: {sorted(EXPERIMENTS)}")
     cmd = tyro.cli(ClaimCommand, args=argv[1:], prog="foresplat experiment claim")
