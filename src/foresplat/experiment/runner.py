@@ -270,8 +270,6 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
 
     report_only: compute nothing; analyse the cells already stored in an earlier (or still running)
     run of the same config, over the scenes whose every cell is finished."""
-    from foresplat.experiment.report import analyse, write_results
-
     config.validate()
     out = Path(out_dir)
     if report_only:
@@ -297,12 +295,7 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
         t0 = time.perf_counter()
         cells = evaluate_cells(config, which, sources, ckpts, out, progress)
         run.seconds[f"eval_{which}"] = time.perf_counter() - t0
-        analysis = analyse(config, which, [s.name for s in sources], cells, _min_scenes(config, which, sources))
-        paths = write_results(analysis, out / "results" / which)
-        run.analyses[which] = analysis
-        print(analysis.markdown, flush=True)
-        for key, path in paths.items():
-            print(f"{which} {key}: {path}", flush=True)
+        run.analyses[which] = _analyse_and_write(config, which, sources, [s.name for s in sources], cells, out)
     run.seconds["total"] = time.perf_counter() - t_all
     record.update({"status": "done", "base_checkpoint": str(base),
                    "checkpoints": {f"seed{s}/{r}": str(p) for (s, r), p in ckpts.items()},
@@ -314,8 +307,6 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
 
 
 def _report(config: ClaimConfig, out: Path, progress: bool, data: Path | None) -> ClaimRun:
-    from foresplat.experiment.report import analyse, write_results
-
     prepare_out_dir(out, config, resume=True)  # the same config as the run that wrote the cells
     ckpts = _existing_finetunes(config, out)
     run = ClaimRun(out)
@@ -325,13 +316,20 @@ def _report(config: ClaimConfig, out: Path, progress: bool, data: Path | None) -
             continue
         cells = evaluate_cells(config, which, sources, ckpts, out, progress, compute=False)
         done = [s.name for s in sources if all((seed, rule, s.name) in cells for seed, rule in ckpts)]
-        analysis = analyse(config, which, done, cells, _min_scenes(config, which, sources))
-        if len(done) < len(sources):
-            analysis.markdown += (f"\nPartial: {len(done)} of {len(sources)} {which} scenes have every cell "
-                                  "finished; the others are not included.\n")
-        run.analyses[which] = analysis
-        paths = write_results(analysis, out / "results" / which)
-        print(analysis.markdown, flush=True)
-        for key, path in paths.items():
-            print(f"{which} {key}: {path}", flush=True)
+        run.analyses[which] = _analyse_and_write(config, which, sources, done, cells, out)
     return run
+
+
+def _analyse_and_write(config: ClaimConfig, which: str, sources, names: list[str], cells: dict, out: Path):
+    """analyse() over `names` (a "Partial" note when they are not all of `sources`), write and print it."""
+    from foresplat.experiment.report import analyse, write_results
+
+    analysis = analyse(config, which, names, cells, _min_scenes(config, which, sources))
+    if len(names) < len(sources):
+        analysis.markdown += (f"\nPartial: {len(names)} of {len(sources)} {which} scenes have every cell "
+                              "finished; the others are not included.\n")
+    paths = write_results(analysis, out / "results" / which)
+    print(analysis.markdown, flush=True)
+    for key, path in paths.items():
+        print(f"{which} {key}: {path}", flush=True)
+    return analysis
