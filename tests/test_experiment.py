@@ -107,7 +107,7 @@ def test_gpu_preset_builds_its_finetune_and_eval_configs(tmp_path):
     for rule in ("vanilla", "metagrad"):
         tc = finetune_config(cfg, rule, base, 0, tmp_path / rule, progress=False).validate()
         assert (tc.width, tc.height, tc.num_context, tc.num_target, tc.iterations) == (224, 224, 12, 4, 2000)
-        assert tc.synthetic.num_views >= 16 and tc.datasets == () and not tc.train_backbone
+        assert tc.synthetic.num_views >= 16 and tc.datasets == () and not tc.train_backbone and tc.keep_checkpoints == 2
         assert tc.backend == "gsplat" and tc.device == "cuda" and tc.rule.refine.steps == 2000 and tc.rule_workers == 1
         assert (tc.rule.k_min, tc.rule.k_max, tc.rule.stride) == (50, 500, 40)
     ec = eval_config(cfg, real=True)

@@ -111,7 +111,7 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
 
     preset = train_preset(config.train_preset)
     overrides: dict = dict(progress=progress, backend=config.backend, device=config.device, resume="auto",
-                           rule_workers=config.rule_workers)
+                           rule_workers=config.rule_workers, keep_checkpoints=2)  # a resume needs the newest
     syn = preset.synthetic
     if config.train_size is not None:
         overrides.update(width=config.train_size, height=config.train_size)
