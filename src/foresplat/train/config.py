@@ -172,7 +172,7 @@ def _real() -> TrainConfig:
     return TrainConfig(model=PredictorConfig.preset("edge-r"), batch_size=2, num_context=6, num_target=2,
                        width=64, height=48, synthetic=_synthetic(64, 10, fast=True, rig="mixed"), synthetic_pool=64,
                        datasets=("../shared/data",), dataset_weight=0.7, dataset_max_scale=1.3, colour_jitter=0.15,
-                       iterations=1200, lr=1e-3, warmup=50, log_interval=10, ckpt_interval=100, keep_checkpoints=3,
+                       iterations=1200, lr=1e-3, warmup=50, log_interval=10, ckpt_interval=100, keep_checkpoints=0,
                        val_scenes=4, out_dir="runs/real")
 
 
