@@ -156,6 +156,9 @@ def export_metadata(predictor: Predictor, config: ExportConfig) -> dict[str, str
         "normalisation": "images RGB float32 in [0, 1], layout [B, V, H, W, 3]; the graph applies "
                          "(x - 0.45) / 0.25 itself",
         "cameras": "viewmats OpenCV world-to-camera [B,V,4,4]; Ks pixel intrinsics [B,V,3,3], pixel centres at +0.5",
+        "scene_normalisation": "as Predictor.predict: feed the scene in its normalised frame x' = s (x - c), "
+                               "c = mean camera centre, s = 1 / sqrt(near far) (near, far, camera translations "
+                               "scaled), then map the Gaussians back: means / s + c, log_scales - log s",
         "num_parameters": predictor.num_parameters(), "predictor_config": json.dumps(predictor.config.to_dict()),
     }
     return {METADATA_PREFIX + k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in meta.items()}

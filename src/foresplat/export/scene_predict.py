@@ -21,10 +21,16 @@ def scene_inputs(scene: Scene) -> tuple[np.ndarray, ...]:
 
 
 def predict_scene_onnx(runner: OnnxPredictor, scene: Scene) -> Gaussians:
-    """Unbatched prediction from every view of `scene` (sizes multiples of runner.divisor) -> Gaussians [N]."""
+    """Unbatched prediction from every view of `scene` (sizes multiples of runner.divisor) -> Gaussians [N]
+    in the scene's world frame. As Predictor.predict, the graph runs in the scene's normalised frame
+    (foresplat.data.normalize) and the Gaussians are mapped back."""
+    from foresplat.data.normalize import SceneNormalization
+
     scene.validate()
-    out = runner.run(*scene_inputs(scene))
-    return Gaussians(*(torch.from_numpy(out[k][0]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")))
+    norm = SceneNormalization.of(scene)
+    out = runner.run(*scene_inputs(norm.apply(scene)))
+    g = Gaussians(*(torch.from_numpy(out[k][0]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")))
+    return norm.to_world(g)
 
 
 class OnnxSceneModel:
