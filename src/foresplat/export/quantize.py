@@ -6,6 +6,7 @@ fly per tensor; geometry (camera inverses, warps, the Gaussian decoding) stays f
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -26,7 +27,13 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{src}: no such ONNX model")
     with atomic_write(dst) as tmp:
         # uint8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 (signed weights are not implemented)
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime logs a generic "consider pre-processing" warning here
+        try:
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
+        finally:
+            root.setLevel(level)
         model = onnx.load_model(str(tmp))
         entry = model.metadata_props.add()
         entry.key, entry.value = "foresplat.quantization", "dynamic-int8 (uint8 weights, per-tensor)"
