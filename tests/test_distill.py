@@ -121,3 +121,31 @@ def test_cli_parses_preset_overrides_and_requires_a_teacher():
     assert cfg.train.width == train_preset("tiny").width
     with pytest.raises(ValueError, match="--teacher"):
         parse(["--out", "d"])
+
+
+def test_adapter_teacher_and_render_only_distillation(tmp_path):
+    from foresplat.models.adapter import load_feedforward
+    from foresplat.models.head import HeadConfig
+
+    split = _split()
+    torch.manual_seed(1)
+    Predictor(PredictorConfig.preset("edge-t")).save(tmp_path / "t")
+    teacher = load_feedforward(f"edge:{tmp_path / 't'}")  # an adapter model, not a Predictor
+    assert not isinstance(teacher, Predictor)
+    cfg = student_config(None, "edge-t", 1.0, teacher_parameters=teacher.num_parameters())
+    with pytest.raises(ValueError, match="'half' narrows a foresplat predictor"):
+        student_config(None, "half", 0.5, teacher_parameters=teacher.num_parameters())
+    c = split.context
+    args = (c.images[None], c.cameras.viewmats[None], c.cameras.Ks[None], torch.tensor([c.near]), torch.tensor([c.far]))
+    out = DistillRule(teacher)(Predictor(cfg)(*args)[0], split, torch.Generator())
+    assert torch.isfinite(out.loss) and "distill_depth" in out.logs
+
+    # SH degree 0 student vs degree 1 teacher: per-Gaussian terms refuse, render-only distillation works
+    sh0 = Predictor(PredictorConfig(cfg.backbone, HeadConfig(sh_degree=0, hidden_channels=8)))
+    with pytest.raises(ValueError, match="set --weights.depth/opacity/scale/colour 0"):
+        DistillRule(teacher)(sh0(*args)[0], split, torch.Generator())
+    render_only = DistillWeights(depth=0, opacity=0, scale=0, colour=0)
+    out = DistillRule(teacher, render_only)(sh0(*args)[0], split, torch.Generator())
+    assert set(k for k in out.logs if k.startswith("distill_")) == {"distill_render", "distill_gt"}
+    out.loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in sh0.parameters())

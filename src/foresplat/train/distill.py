@@ -15,6 +15,10 @@ validation) with `DistillRule` in place of a meta rule. Per scene, with G_T = te
          + render * L(render(G_S), render(G_T))   on context + target views (L: MSE + SSIM, foresplat.meta.loss)
          + gt     * L(render(G_S), images)         the ground-truth views
 
+The teacher may be any feed-forward model foresplat loads (a predictor checkpoint, NAME:WEIGHTS of an
+adapter model, an adapter head checkpoint); when its Gaussians are not laid out like the student's
+(count, SH degree), distil from renders only (the per-Gaussian weights at 0).
+
 Optionally the student's head is then fine-tuned with the vanilla and the MetaGrad rule (as
 `foresplat demo` does for its base model).
 """
@@ -53,10 +57,15 @@ def scaled_config(config: PredictorConfig, ratio: float) -> PredictorConfig:
     return PredictorConfig(backbone=replace(bb, **changes), head=head).validate()
 
 
-def student_config(teacher: PredictorConfig, student: str, max_ratio: float = 0.5) -> PredictorConfig:
+def student_config(teacher: PredictorConfig | None, student: str, max_ratio: float = 0.5,
+                   teacher_parameters: int | None = None) -> PredictorConfig:
     """A preset name (edge-t, edge-s, ...) or "half": the teacher's architecture narrowed until it has
-    at most `max_ratio` of the teacher's parameters. ValueError when the student is not smaller enough."""
-    n_teacher = Predictor(teacher).num_parameters()
+    at most `max_ratio` of the teacher's parameters. ValueError when the student is not smaller enough.
+    teacher None (an adapter model): give teacher_parameters; "half" is then unavailable."""
+    if teacher is None and (student == "half" or teacher_parameters is None):
+        raise ValueError("DistillConfig.student: 'half' narrows a foresplat predictor; for an adapter teacher "
+                         "choose a preset (edge-t, edge-s, ...)")
+    n_teacher = teacher_parameters if teacher_parameters is not None else Predictor(teacher).num_parameters()
     if student == "half":
         for r in [x / 100 for x in range(80, 9, -2)]:
             cfg = scaled_config(teacher, r)
@@ -66,7 +75,7 @@ def student_config(teacher: PredictorConfig, student: str, max_ratio: float = 0.
     if student not in PREDICTOR_PRESETS:
         raise ValueError(f"DistillConfig.student: expected 'half' or one of {sorted(PREDICTOR_PRESETS)}, got {student!r}")
     cfg = PredictorConfig.preset(student)
-    if cfg.backbone.prediction_stride != teacher.backbone.prediction_stride:
+    if teacher is not None and cfg.backbone.prediction_stride != teacher.backbone.prediction_stride:
         raise ValueError(f"DistillConfig.student: {student} predicts at stride {cfg.backbone.prediction_stride}, "
                          f"the teacher at {teacher.backbone.prediction_stride}; they must match (one Gaussian each)")
     n = Predictor(cfg).num_parameters()
@@ -111,10 +120,18 @@ def camera_depths(g: Gaussians, viewmats: torch.Tensor) -> torch.Tensor:
     return (mu @ R.transpose(-1, -2) + t[:, None])[..., 2]
 
 
-class DistillRule:
-    """A training rule (foresplat.meta interface) whose target is a frozen teacher's prediction."""
+GAUSSIAN_TERMS = ("depth", "opacity", "scale", "colour")
+"""The per-Gaussian loss terms: they need the teacher's and the student's Gaussians pixel-aligned alike."""
 
-    def __init__(self, teacher: Predictor, weights: DistillWeights | None = None, render: RuleConfig | None = None):
+
+class DistillRule:
+    """A training rule (foresplat.meta interface) whose target is a frozen teacher's prediction.
+
+    teacher: anything with `predict(scene) -> Gaussians` that is an nn.Module (a Predictor or a
+    foresplat.models adapter). With a teacher whose Gaussians are not laid out like the student's
+    (another count or SH degree), set the per-Gaussian weights to 0 (render-only distillation)."""
+
+    def __init__(self, teacher: torch.nn.Module, weights: DistillWeights | None = None, render: RuleConfig | None = None):
         self.teacher = teacher.eval().requires_grad_(False)
         self.weights = (weights or DistillWeights()).validate()
         self.render_config = render or RuleConfig()
@@ -133,18 +150,22 @@ class DistillRule:
         t0 = time.perf_counter()
         w = self.weights
         gt = self._teacher(split, g0)
-        if gt.means.shape != g0.means.shape or gt.sh.shape[-2] != g0.sh.shape[-2]:
-            raise ValueError(f"DistillRule: student predicts {list(g0.sh.shape)} Gaussians/SH, the teacher "
-                             f"{list(gt.sh.shape)}; they need the same prediction stride and SH degree")
-        vm = split.context.cameras.viewmats
-        z_s, z_t = camera_depths(g0, vm).clamp(min=1e-6), camera_depths(gt, vm).clamp(min=1e-6)  # [V, M]
-        terms = {
-            "depth": (z_s.log() - z_t.log()).abs().mean()
-            + ((g0.means - gt.means).norm(dim=-1) / z_t.reshape(-1)).mean(),
-            "opacity": (g0.opacities() - gt.opacities()).abs().mean(),
-            "scale": (g0.log_scales - gt.log_scales).abs().mean(),
-            "colour": (g0.sh - gt.sh).abs().mean(),
-        }
+        terms: dict[str, torch.Tensor] = {}
+        if any(getattr(w, k) for k in GAUSSIAN_TERMS):
+            if gt.means.shape != g0.means.shape or gt.sh.shape != g0.sh.shape:
+                raise ValueError(f"DistillRule: the student predicts SH {list(g0.sh.shape)}, the teacher "
+                                 f"{list(gt.sh.shape)}; per-Gaussian terms need the same layout (prediction "
+                                 "stride, SH degree): set --weights.depth/opacity/scale/colour 0 to distil "
+                                 "from renders only")
+            vm = split.context.cameras.viewmats
+            z_s, z_t = camera_depths(g0, vm).clamp(min=1e-6), camera_depths(gt, vm).clamp(min=1e-6)  # [V, M]
+            terms = {
+                "depth": (z_s.log() - z_t.log()).abs().mean()
+                + ((g0.means - gt.means).norm(dim=-1) / z_t.reshape(-1)).mean(),
+                "opacity": (g0.opacities() - gt.opacities()).abs().mean(),
+                "scale": (g0.log_scales - gt.log_scales).abs().mean(),
+                "colour": (g0.sh - gt.sh).abs().mean(),
+            }
         if w.render or w.gt:
             views = view_set(split, "both" if split.target.num_views else "context")
             c = views.cameras
@@ -170,7 +191,8 @@ class DistillConfig:
     """A distillation run: teacher, student, loss weights, the training settings, head fine-tunes."""
 
     teacher: str
-    """Teacher predictor checkpoint (stem, .json or .safetensors)."""
+    """Teacher: a predictor checkpoint (stem, .json or .safetensors), an adapter head checkpoint, or
+    NAME:WEIGHTS of a registered adapter model (foresplat.models.adapter.load_feedforward)."""
     student: str = "half"
     """'half' (the teacher narrowed to <= max_param_ratio of its parameters) or a predictor preset name."""
     out_dir: Annotated[str, tyro.conf.arg(name="out")] = "runs/distill"
@@ -219,8 +241,11 @@ def distill(config: DistillConfig) -> DistillResult:
     from foresplat.train.loop import rule_config, train
 
     config.validate()
-    teacher = Predictor.from_checkpoint(config.teacher)
-    s_cfg = student_config(teacher.config, config.student, config.max_param_ratio)
+    from foresplat.models.adapter import load_feedforward
+
+    teacher = load_feedforward(config.teacher)
+    t_cfg = teacher.config if isinstance(teacher, Predictor) else None
+    s_cfg = student_config(t_cfg, config.student, config.max_param_ratio, teacher.num_parameters())
     out = Path(config.out_dir)
     tc = replace(config.train, model=s_cfg, init_checkpoint=None, train_backbone=True, out_dir=str(out))
     n_t, n_s = teacher.num_parameters(), Predictor(s_cfg).num_parameters()
