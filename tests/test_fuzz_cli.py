@@ -179,11 +179,11 @@ def _cases(r: Path) -> list[tuple[list[str], list[str]]]:
                        ("missing", "missing.json")]:
         cases.append((predict + ["--ckpt", str(ck / name), "--out", str(out / "p.ply")], [want]))
     # bad scene folders
-    # "singular": the loader does not name the file yet (reported); the CLI still gives one line
-    for name, want in [("bad_json", "transforms.json"), ("singular", "singular"),
+    for name, want in [("bad_json", "transforms.json"), ("singular", "singular/transforms.json"),
                        ("colmap_garbage", "colmap_garbage"), ("empty", "empty"), ("nonexistent", "nonexistent")]:
         cases.append((["data", "inspect", str(sc / name)], [want]))
-    cases.append((refine[:1] + [str(sc / "singular")] + refine[2:] + ["--out", str(out / "r.ply")], ["singular"]))
+    cases.append((refine[:1] + [str(sc / "singular")] + refine[2:] + ["--out", str(out / "r.ply")],
+                  ["singular/transforms.json", "singular rotation"]))
     # bad values
     cases += [
         (refine + ["--width", "-10", "--out", str(out / "r.ply")], ["--width", "-10"]),

@@ -212,9 +212,14 @@ def load_transforms(path: Path, opts: LoadOptions) -> Scene:
             c2w = np.asarray(fr["transform_matrix"], dtype=np.float64)
         except (TypeError, ValueError):
             raise DataFormatError(f"{jp}: {where}: transform_matrix is not a numeric matrix") from None
-        if c2w.shape not in ((4, 4), (3, 4)) or not np.isfinite(c2w).all():
-            raise DataFormatError(f"{jp}: {where}: transform_matrix must be a finite 4x4 (or 3x4) matrix, "
+        if c2w.shape not in ((4, 4), (3, 4)):
+            raise DataFormatError(f"{jp}: {where}: transform_matrix must be a 4x4 (or 3x4) matrix, "
                                   f"got shape {list(c2w.shape)}")
+        if not np.isfinite(c2w).all():
+            raise DataFormatError(f"{jp}: {where}: transform_matrix has non-finite entries (NaN or inf)")
+        if abs(np.linalg.det(c2w[:3, :3])) < 1e-6:
+            raise DataFormatError(f"{jp}: {where}: transform_matrix has a singular rotation block "
+                                  f"(det {np.linalg.det(c2w[:3, :3]):.3g}); expected a camera-to-world pose")
         K, calib, fn, dist = _camera(fr, meta, jp, where)
         base = jp.parent
         rel = _checked_rel(fr["file_path"], jp, where, "file_path", opts)
