@@ -85,3 +85,21 @@ def test_evaluate_scene_reports_counts_and_target_coverage(tmp_path):
     for m in res.methods:
         assert 0.0 <= m.target_alpha <= 1.0
     assert by["tiny"].target_alpha > 0.5  # pixel-aligned Gaussians cover most of a nearby target view
+
+
+def test_evaluation_uses_the_scene_background_like_refine():
+    """A masked scene composited onto white is scored against renders on white (as `refine` does)."""
+    from dataclasses import replace
+
+    from foresplat.evaluate.protocol import build_methods, evaluate_scene
+
+    scene = _scene()
+    mask = (torch.arange(32)[None, :, None] < 16).float().expand(4, 32, 32).contiguous()  # left half = object
+    images = torch.where(mask[..., None] > 0, scene.images, torch.ones_like(scene.images))
+    scene = replace(scene, images=images, masks=mask)
+    cfg = EvalConfig(steps=(0,), budgets=(1e3,), num_context=3, num_target=1, baselines=("random",),
+                     random_count=1, refine=RefineConfig(backend="cpu"), save_grids=False)  # ~nothing drawn
+    methods = build_methods([], cfg.baselines)
+    on_white = evaluate_scene(scene, methods, cfg).methods[0].steps[0].psnr
+    on_black = evaluate_scene(scene, methods, replace(cfg, auto_background=False)).methods[0].steps[0].psnr
+    assert on_white > on_black + 2  # measured 5.0 against 2.5 dB

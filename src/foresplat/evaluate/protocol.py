@@ -73,6 +73,9 @@ class EvalConfig:
     the sparse points, else 10000)."""
     refine: RefineConfig = field(default_factory=RefineConfig)
     """The refiner (its `steps` is replaced by max(steps); the same settings for every method)."""
+    auto_background: bool = True
+    """Render and refine on a scene's uniform background colour when its masks show one (RGBA scenes
+    composited onto white, e.g. NeRF lego), for every method alike; as `foresplat refine`."""
     lpips_weights: Path | None = None
     """Local LPIPS weight file (see foresplat.evaluate.lpips); None: LPIPS is not computed."""
     reference: str | None = None
@@ -329,6 +332,12 @@ def evaluate_scene(scene: Scene, methods: Sequence[MethodSpec], config: EvalConf
                          width=scene.width, height=scene.height)
     max_steps = int(max(config.steps))
     refine_cfg = replace(config.refine, steps=max_steps)
+    if refine_cfg.background is None and config.auto_background:  # as `foresplat refine` does
+        from foresplat.refine.init import scene_background
+
+        bg = scene_background(context)
+        if bg is not None:
+            refine_cfg = replace(refine_cfg, background=bg)
     record = sorted({0, *map(int, config.steps), max_steps})
     budgets = [b * config.time_scale for b in config.budgets]
     columns: list[tuple[str, torch.Tensor]] = [("ground truth", target.images.float())]
