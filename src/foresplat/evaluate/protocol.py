@@ -275,9 +275,39 @@ def context_visible_points(context: Scene, rel_tol: float = 0.03) -> torch.Tenso
     return seen.any(0).cpu()
 
 
+def _points_start(kind: str, context: Scene, config: EvalConfig, learned_count: int | None,
+                  sh_degree: int = 0, label: str | None = None) -> Gaussians:
+    """The start of a points baseline (kind points / points-n / sfm-points, see KNOWN_BASELINES)."""
+    from foresplat.refine import init_from_points
+
+    label = label or kind
+    if context.points is None or context.points.shape[0] == 0:
+        raise ValueError(f"scene {context.name!r} has no sparse points for the {label} start")
+    if kind == "sfm-points":
+        if context.depths is None or context.point_views is None:
+            raise ValueError(f"scene {context.name!r}: sfm-points needs exact points with depth maps "
+                             "(synthetic scenes); real scenes already have SfM points (use points)")
+        from foresplat.data.sfm_like import sfm_like_points
+
+        context = sfm_like_points(context)
+        keep = torch.ones(context.points.shape[0], dtype=torch.bool)
+    else:
+        keep = context_visible_points(context)
+    if not bool(keep.any()):
+        raise ValueError(f"scene {context.name!r}: none of its sparse points is seen by a context view")
+    idx = keep.nonzero()[:, 0]
+    if kind == "points-n":
+        if learned_count is None:
+            raise ValueError("points-n: needs a checkpoint evaluated before it (its Gaussian count)")
+        gen = torch.Generator().manual_seed(config.refine.seed)
+        idx = idx[torch.randperm(idx.numel(), generator=gen)[:learned_count]].sort().values
+    colors = None if context.point_colors is None else context.point_colors[idx]
+    return init_from_points(context.points[idx], colors, sh_degree=sh_degree)
+
+
 def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predictors: _Predictors,
                 learned_count: int | None) -> Gaussians:
-    from foresplat.refine import init_from_points, init_random, scene_bounds
+    from foresplat.refine import init_random, scene_bounds
 
     if method.kind in ("checkpoint", "checkpoint+points"):
         model = predictors.get(method.path)
@@ -285,35 +315,10 @@ def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predicto
             g = model.predict(context).detach()
         if method.kind == "checkpoint":
             return g
-        if context.points is None or context.points.shape[0] == 0:
-            raise ValueError(f"scene {context.name!r} has no sparse points to add to the prediction")
-        keep = context_visible_points(context)
-        colors = None if context.point_colors is None else context.point_colors[keep]
-        pts = init_from_points(context.points[keep], colors, sh_degree=g.sh_degree).to(g.means)
-        return Gaussians.cat([g, pts])
+        pts = _points_start("points", context, config, learned_count, g.sh_degree, label=method.name)
+        return Gaussians.cat([g, pts.to(g.means)])
     if method.kind in ("points", "points-n", "sfm-points"):
-        if context.points is None or context.points.shape[0] == 0:
-            raise ValueError(f"scene {context.name!r} has no sparse points for the {method.kind} baseline")
-        if method.kind == "sfm-points":
-            if context.depths is None or context.point_views is None:
-                raise ValueError(f"scene {context.name!r}: sfm-points needs exact points with depth maps "
-                                 "(synthetic scenes); real scenes already have SfM points (use points)")
-            from foresplat.data.sfm_like import sfm_like_points
-
-            context = sfm_like_points(context)
-            keep = torch.ones(context.points.shape[0], dtype=torch.bool)
-        else:
-            keep = context_visible_points(context)
-        if not bool(keep.any()):
-            raise ValueError(f"scene {context.name!r}: none of its sparse points is seen by a context view")
-        idx = keep.nonzero()[:, 0]
-        if method.kind == "points-n":
-            if learned_count is None:
-                raise ValueError("points-n: needs a checkpoint evaluated before it (its Gaussian count)")
-            gen = torch.Generator().manual_seed(config.refine.seed)
-            idx = idx[torch.randperm(idx.numel(), generator=gen)[:learned_count]].sort().values
-        colors = None if context.point_colors is None else context.point_colors[idx]
-        return init_from_points(context.points[idx], colors)
+        return _points_start(method.kind, context, config, learned_count)
     n = config.random_count or learned_count or (
         context.points.shape[0] if context.points is not None and context.points.shape[0] else 10_000)
     return init_random(scene_bounds(context), int(n), seed=config.refine.seed)

@@ -149,7 +149,7 @@ class EdgeBackbone(Backbone[EdgeConfig]):
         u = self.unet(torch.cat([*volumes, fs], dim=1))  # [BV, cu, hs, ws]
         logits = self.depth_logits(u)  # [BV, D, hs, ws]
         if c.photometric_cost:
-            logits = logits - self.photo_gain * volumes[1]
+            logits = logits - self.photo_gain * pc
         prob = torch.softmax(logits, dim=1)  # [BV, D, hs, ws]
         invd_v = invd.repeat_interleave(V, dim=0)[:, :, None, None]  # [BV, D, 1, 1]
         inv = (prob * invd_v).sum(dim=1, keepdim=True)  # [BV, 1, hs, ws] expected inverse depth

@@ -130,19 +130,14 @@ def _fit(scene: Scene, width: int, height: int) -> Scene:
 @lru_cache(maxsize=16)
 def _expand_datasets(paths: tuple[str, ...]) -> tuple[str, ...]:
     """Dataset entries -> scene folders: a scene stays, a folder of scenes becomes its training scenes."""
-    from foresplat.data.catalog import training_scenes
-    from foresplat.data.loaders import DataFormatError, detect_format
+    from foresplat.data.catalog import is_scene, training_scenes
 
     out: list[str] = []
     for p in paths:
-        try:
-            detect_format(p)
-            out.append(p)
-        except DataFormatError:
-            found = training_scenes(p)
-            if not found:
-                raise ValueError(f"TrainConfig.datasets: {p} is neither a scene nor a folder of training scenes")
-            out += [str(f) for f in found]
+        found = [p] if is_scene(p) else [str(f) for f in training_scenes(p)]
+        if not found:
+            raise ValueError(f"TrainConfig.datasets: {p} is neither a scene nor a folder of training scenes")
+        out += found
     return tuple(out)
 
 
