@@ -20,21 +20,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _focus(viewmats: np.ndarray) -> np.ndarray:
-    """The point nearest to all optical axes (least squares)."""
-    R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
-    c = -np.einsum("nji,nj->ni", R, t)
-    A, b = np.zeros((3, 3)), np.zeros(3)
-    for ci, ai in zip(c, viewmats[:, 2, :3]):
-        P = np.eye(3) - np.outer(ai, ai)
-        A += P
-        b += P @ ci
-    return np.linalg.solve(A, b)
-
-
 def main() -> None:
     from foresplat.data import detect_format, load_scene
     from foresplat.data.catalog import discover_scenes
+    from foresplat.data.loaders.geometry import optical_axes_focus
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -51,8 +40,11 @@ def main() -> None:
             s = load_scene(path)
             times.append(time.perf_counter() - t0)
         v = s.cameras.viewmats.double().numpy()
-        f = _focus(v)
-        zf = (np.einsum("vij,j->vi", v[:, :3, :3], f) + v[:, :3, 3])[:, 2]
+        f = optical_axes_focus(v)
+        focus = "-"
+        if f is not None:
+            zf = (np.einsum("vij,j->vi", v[:, :3, :3], f) + v[:, :3, 3])[:, 2]
+            focus = f"{zf.min() / s.near:.2f}, {zf.max() / s.far:.2f}"
         npts, inside = 0, "-"
         if s.points is not None:
             X = s.points.double().numpy()
@@ -61,7 +53,7 @@ def main() -> None:
             z = z[z > 0]
             inside = f"{100 * float(((z > s.near) & (z < s.far)).mean()):.1f}%"
         print(f"| {path.name} | {detect_format(path)} | {s.num_views} | {s.width} x {s.height} | {s.near:.4g} "
-              f"| {s.far:.4g} | {npts} | {inside} | {zf.min() / s.near:.2f}, {zf.max() / s.far:.2f} "
+              f"| {s.far:.4g} | {npts} | {inside} | {focus} "
               f"| {statistics.median(times):.2f} |")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from foresplat.data import detect_format, load_scene
-from foresplat.data.loaders.geometry import camera_centres, optical_axis_distances
+from foresplat.data.loaders.geometry import camera_centres, optical_axes_focus, optical_axis_distances
 
 REAL_SCENES = (
     "capture_caesar", "capture_lambkin", "capture_mesh360", "capture_minicar", "capture_table", "dtu_scan37",
@@ -62,17 +62,6 @@ def _original_focal(scene: Path, fmt: str) -> float | None:
     return None
 
 
-def focus_point(viewmats: np.ndarray) -> np.ndarray:
-    """The point nearest to all optical axes (least squares)."""
-    c = camera_centres(viewmats)
-    A, b = np.zeros((3, 3)), np.zeros(3)
-    for ci, ai in zip(c, viewmats[:, 2, :3]):
-        P = np.eye(3) - np.outer(ai, ai)
-        A += P
-        b += P @ ci
-    return np.linalg.solve(A, b)
-
-
 def project(viewmats: np.ndarray, Ks: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points [P, 3] -> (uv [V, P, 2], z [V, P])."""
     cam = np.einsum("vij,pj->vpi", viewmats[:, :3, :3], X) + viewmats[:, None, :3, 3]
@@ -104,7 +93,7 @@ def test_real_scene_loads_with_no_options(real, name):
     # the cameras face a common point: it lies in front of every camera, near every optical axis,
     # and projects inside (almost) every image
     v = s.cameras.viewmats.double().numpy()
-    f = focus_point(v)
+    f = optical_axes_focus(v)
     D = np.linalg.norm(camera_centres(v) - f, axis=-1)
     uv, z = project(v, K, f[None])
     assert z.min() > 0.3 * np.median(D), (z.min(), np.median(D))
@@ -213,7 +202,7 @@ def test_strecha_rotation_is_camera_to_world(real):
         wrong[:, :3, :3] = R
         wrong[:, :3, 3] = -np.einsum("nij,nj->ni", R, C)
         for v, ok in ((views, True), (wrong, False)):
-            f = focus_point(v)
+            f = optical_axes_focus(v)
             z = np.einsum("nj,nj->n", v[:, 2, :3], f - C)
             D = np.linalg.norm(C - f, axis=-1)
             faces = z.min() > 0.3 * np.median(D) and np.median(optical_axis_distances(v, f) / D) < 0.12

@@ -67,13 +67,7 @@ def read_cameras_binary(path: str | Path) -> dict[int, ColmapCamera]:
     checked against the file size before anything is allocated."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 8:
-        raise DataFormatError(f"{path}: truncated cameras.bin ({len(data)} bytes; expected a uint64 camera "
-                              f"count and 24+ bytes per camera)")
-    (count,) = struct.unpack_from("<Q", data, 0)
-    if count > (len(data) - 8) // 24:  # a camera is at least 24 bytes (+ its parameters)
-        raise DataFormatError(f"{path}: header says {count} cameras but the file ({len(data)} bytes) holds "
-                              f"at most {(len(data) - 8) // 24}; truncated or not a cameras.bin")
+    count = _read_count(path, data, "cameras.bin", "camera", 24)  # a camera is 24 bytes + its parameters
     off = 8
     cams: dict[int, ColmapCamera] = {}
     try:
@@ -129,13 +123,7 @@ def read_points3d_binary(path: str | Path) -> SparsePoints:
     head = np.dtype([("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3), ("error", "<f8"), ("track", "<u8")])
     size = head.itemsize  # 51 bytes, packed
     track_len = struct.Struct("<Q")
-    if len(data) < 8:
-        raise DataFormatError(f"{path}: truncated points3D.bin ({len(data)} bytes; expected a uint64 point "
-                              f"count and {size}+ bytes per point)")
-    (count,) = struct.unpack_from("<Q", data, 0)
-    if count > (len(data) - 8) // size:
-        raise DataFormatError(f"{path}: header says {count} points but the file ({len(data)} bytes) holds at "
-                              f"most {(len(data) - 8) // size}; truncated or not a points3D.bin")
+    count = _read_count(path, data, "points3D.bin", "point", size)
     offsets = np.empty(count, dtype=np.int64)
     off = 8
     n = len(data)
@@ -207,14 +195,8 @@ def read_images_binary(path: str | Path, points2d: bool = False) -> dict[int, Co
     file size before anything is allocated."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 8:
-        raise DataFormatError(f"{path}: truncated images.bin ({len(data)} bytes; expected a uint64 image "
-                              f"count and 73+ bytes per image)")
-    (count,) = struct.unpack_from("<Q", data, 0)
-    least = _IMAGE_HEAD.size + 1 + 8  # head, an empty name's NUL, the points2D count
-    if count > (len(data) - 8) // least:
-        raise DataFormatError(f"{path}: header says {count} images but the file ({len(data)} bytes) holds "
-                              f"at most {(len(data) - 8) // least}; truncated or not an images.bin")
+    least = _IMAGE_HEAD.size + 1 + 8  # head, an empty name's NUL, the points2D count: 73 bytes
+    count = _read_count(path, data, "images.bin", "image", least)
     off = 8
     images: dict[int, ColmapImage] = {}
     for i in range(count):
@@ -346,6 +328,20 @@ def read_sparse_points(path: str | Path) -> SparsePoints:
     """points3D.bin or points3D.txt, by suffix."""
     path = Path(path)
     return read_points3d_binary(path) if path.suffix == ".bin" else read_points3d_text(path)
+
+
+def _read_count(path: Path, data: bytes, kind: str, noun: str, least: int) -> int:
+    """The uint64 record count heading a COLMAP .bin file, checked against the file size (each record
+    takes at least `least` bytes) before anything is allocated."""
+    if len(data) < 8:
+        raise DataFormatError(f"{path}: truncated {kind} ({len(data)} bytes; expected a uint64 {noun} "
+                              f"count and {least}+ bytes per {noun})")
+    (count,) = struct.unpack_from("<Q", data, 0)
+    if count > (len(data) - 8) // least:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise DataFormatError(f"{path}: header says {count} {noun}s but the file ({len(data)} bytes) holds "
+                              f"at most {(len(data) - 8) // least}; truncated or not {article} {kind}")
+    return count
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from foresplat.cameras import Cameras
 from foresplat.data.loaders.distortion import Distortion, undistort_image
+from foresplat.data.loaders.geometry import camera_centres, optical_axes_focus
 from foresplat.data.scene import Scene
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -552,17 +553,10 @@ def estimate_bounds(viewmats: np.ndarray, Ks: np.ndarray | None = None, points: 
             lo, hi = np.percentile(z, [0.5, 99.5])
             if hi > lo > 0:
                 return float(0.9 * lo), float(1.1 * hi)
-    c = -np.einsum("nji,nj->ni", v[:, :3, :3], v[:, :3, 3])  # camera centres
-    axes = v[:, 2, :3]
-    A = np.zeros((3, 3))
-    b = np.zeros(3)
-    for ci, ai in zip(c, axes):
-        P = np.eye(3) - np.outer(ai, ai)
-        A += P
-        b += P @ ci
-    focus = c.mean(0)
-    if len(c) >= 2 and np.linalg.cond(A) < 1e6:
-        focus = np.linalg.solve(A, b)
+    c = camera_centres(v)
+    focus = optical_axes_focus(v)
+    if focus is None:
+        focus = c.mean(0)
     dist = float(np.median(np.linalg.norm(c - focus, axis=-1)))
     if not math.isfinite(dist) or dist < 1e-6:
         return 0.01, 100.0

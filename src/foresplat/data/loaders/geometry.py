@@ -61,6 +61,22 @@ def camera_centres(viewmats: np.ndarray) -> np.ndarray:
     return -np.einsum("nji,nj->ni", v[:, :3, :3], v[:, :3, 3])
 
 
+def optical_axes_focus(viewmats: np.ndarray, max_cond: float = 1e6) -> np.ndarray | None:
+    """The point [3] nearest to all optical axes (least squares) of cameras with OpenCV viewmats
+    [N, 4, 4], or None when the axes do not pin one down (fewer than 2 cameras, or the system's
+    condition number is >= `max_cond`, e.g. all axes parallel)."""
+    v = np.asarray(viewmats, dtype=np.float64)
+    c = camera_centres(v)
+    A, b = np.zeros((3, 3)), np.zeros(3)
+    for ci, ai in zip(c, v[:, 2, :3]):  # camera z axis in world coordinates (third row of R)
+        P = np.eye(3) - np.outer(ai, ai)
+        A += P
+        b += P @ ci
+    if len(c) < 2 or not np.linalg.cond(A) < max_cond:
+        return None
+    return np.linalg.solve(A, b)
+
+
 def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
     """Angle in degrees [...] of the relative rotation Ra Rb^T for rotations [..., 3, 3]."""
     d = np.asarray(Ra, dtype=np.float64) @ np.swapaxes(np.asarray(Rb, dtype=np.float64), -1, -2)
