@@ -87,6 +87,8 @@ def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict
     seeds = list(config.seeds)
     steps = [int(k) for k in config.steps]
     nb = len(config.budgets)
+    if min_scenes is None:
+        min_scenes = config.min_eval_scenes
     dropped = dict(cells.get("__errors__", {}))
     scenes = []
     for name in scene_names:
@@ -113,12 +115,12 @@ def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict
         a.match = bootstrap_steps_to_match(steps, a.metagrad, a.vanilla, **kw)
         a.match_per_seed = {s: steps_to_match(steps, a.metagrad[i].mean(0), a.vanilla[i].mean(0))
                             for i, s in enumerate(seeds)}
-    a.claims = claims_of(a, config.min_eval_scenes if min_scenes is None else min_scenes)
+    a.claims = claims_of(a, min_scenes)
     a.verdict = verdict_text(a.claims, where=f"{which} scenes ({len(scenes)} scenes x {len(seeds)} seeds)")
     if scenes and a.claims[0].holds is None:  # the design claim: numbers exist, but too few of them
         a.verdict = a.verdict.rsplit("\n", 1)[0] + (
             f"\n  => NOT CHECKED: {len(scenes)} scenes x {len(seeds)} seeds is too small a design for a verdict "
-            f"(need >= {config.min_eval_scenes if min_scenes is None else min_scenes} x {config.min_seeds}); "
+            f"(need >= {min_scenes} x {config.min_seeds}); "
             "the lines above are for information only")
     a.pooled = pooled_report(a, cells)
     a.markdown = markdown(a)

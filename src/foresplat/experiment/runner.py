@@ -94,9 +94,8 @@ def base_checkpoint(config: ClaimConfig, out: Path, progress: bool) -> Path:
     from foresplat.meta import RuleConfig
     from foresplat.train import train, train_preset
 
-    final = out / "base" / "model"
-    if final.with_suffix(".safetensors").is_file() and (out / "base" / "summary.json").is_file():
-        return final
+    if _finished(out / "base"):
+        return out / "base" / "model"
     overrides = dict(out_dir=str(out / "base"), seed=0, val_scenes=0, progress=progress, resume="auto",
                      backend=config.backend, device=config.device)
     if config.base_iterations is not None:
@@ -128,6 +127,11 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
                                 rule_overrides={"refine": refine}, **overrides)
 
 
+def _finished(run_dir: Path) -> bool:
+    """Whether a foresplat.train run folder holds its final model (model.safetensors and summary.json)."""
+    return (run_dir / "model.safetensors").is_file() and (run_dir / "summary.json").is_file()
+
+
 def finetune_dir(out: Path, seed: int, rule: str) -> Path:
     return out / "finetune" / f"seed{seed}" / rule
 
@@ -140,7 +144,7 @@ def run_finetunes(config: ClaimConfig, base: Path, out: Path, progress: bool, se
     for seed in config.seeds:
         for rule in RULES:
             d = finetune_dir(out, seed, rule)
-            if (d / "model.safetensors").is_file() and (d / "summary.json").is_file():
+            if _finished(d):
                 print(f"fine-tune seed {seed} {rule}: done earlier ({d})", flush=True)
                 ckpts[(seed, rule)] = d / "model"
                 continue
@@ -258,7 +262,7 @@ def _existing_finetunes(config: ClaimConfig, out: Path) -> dict[tuple[int, str],
     for seed in config.seeds:
         for rule in RULES:
             d = finetune_dir(out, seed, rule)
-            if not ((d / "model.safetensors").is_file() and (d / "summary.json").is_file()):
+            if not _finished(d):
                 raise FileNotFoundError(f"--report-only: the fine-tune {d} is not finished yet; nothing to report")
             ckpts[(seed, rule)] = d / "model"
     return ckpts

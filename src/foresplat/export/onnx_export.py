@@ -28,10 +28,9 @@ import torch
 from torch import nn
 
 from foresplat.export.onnx_ops import onnx_compatible_ops
+from foresplat.export.runtime import INPUT_NAMES, OUTPUT_NAMES
 from foresplat.models.predictor import Predictor
 
-INPUT_NAMES = ("images", "viewmats", "Ks", "near", "far")
-OUTPUT_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh")
 METADATA_PREFIX = "foresplat."
 ONNX_SCHEMA = 1
 """Version of the exported graph's interface (inputs, outputs, metadata keys)."""

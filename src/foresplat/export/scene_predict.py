@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from foresplat.data.scene import Scene
-from foresplat.export.runtime import OnnxPredictor
+from foresplat.export.runtime import OUTPUT_NAMES, OnnxPredictor
 from foresplat.gaussians import Gaussians
 
 
@@ -29,7 +29,7 @@ def predict_scene_onnx(runner: OnnxPredictor, scene: Scene) -> Gaussians:
     scene.validate()
     norm = SceneNormalization.of(scene)
     out = runner.run(*scene_inputs(norm.apply(scene)))
-    g = Gaussians(*(torch.from_numpy(out[k][0]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")))
+    g = Gaussians(*(torch.from_numpy(out[k][0]) for k in OUTPUT_NAMES))
     return norm.to_world(g)
 
 

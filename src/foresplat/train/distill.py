@@ -245,10 +245,11 @@ def distill(config: DistillConfig) -> DistillResult:
 
     teacher = load_feedforward(config.teacher)
     t_cfg = teacher.config if isinstance(teacher, Predictor) else None
-    s_cfg = student_config(t_cfg, config.student, config.max_param_ratio, teacher.num_parameters())
+    n_t = teacher.num_parameters()
+    s_cfg = student_config(t_cfg, config.student, config.max_param_ratio, n_t)
     out = Path(config.out_dir)
     tc = replace(config.train, model=s_cfg, init_checkpoint=None, train_backbone=True, out_dir=str(out))
-    n_t, n_s = teacher.num_parameters(), Predictor(s_cfg).num_parameters()
+    n_s = Predictor(s_cfg).num_parameters()
     rule = DistillRule(teacher, config.weights, rule_config(tc))
     student = train(tc, rule=rule)
     atomic_write_json(out / "distill.json", {
