@@ -1,7 +1,7 @@
 """`foresplat experiment claim`: the paper's MetaGrad claim, tested with matched fine-tunes and bootstrap CIs.
 
     foresplat experiment claim --preset smoke                      # seconds: the pipeline end to end
-    foresplat experiment claim --preset cpu --out runs/claim-cpu   # 1-2 h on 2 cores; --resume continues
+    foresplat experiment claim --preset cpu --out runs/claim-cpu   # ~1-2 h on 2 cores (estimated); --resume continues
     foresplat experiment claim --preset gpu --plan                 # print the resolved paper-scale config
 
 For each training seed: a vanilla and a MetaGrad head-only fine-tune of one base predictor with the
@@ -26,7 +26,7 @@ class ClaimCommand:
     """Test the paper's claim: matched vanilla / MetaGrad head fine-tunes, paired evaluation, bootstrap CIs."""
 
     preset: Literal["smoke", "cpu", "gpu"] = "cpu"
-    """Sizes (foresplat.experiment.config.CLAIM_PRESETS): smoke (seconds), cpu (~1 h on 2 cores), gpu (paper scale)."""
+    """Sizes (foresplat.experiment.config.CLAIM_PRESETS): smoke (seconds), cpu (~1-2 h on 2 cores, estimated), gpu (paper scale)."""
     out: Annotated[Path | None, tyro.conf.arg(aliases=("--out-dir",))] = None
     """Output folder (default runs/claim-<preset>); --out-dir is the same option."""
     resume: bool = False

@@ -7,7 +7,8 @@ MetaGrad - vanilla with bootstrap confidence intervals over scenes and seeds dec
 
 Presets (CLAIM_PRESETS):
   smoke  seconds: a tiny base trained in-process, 2-iteration fine-tunes, 3 scenes at 32 px (tests, CI);
-  cpu    1-2 hours on 2 CPU cores: the shipped predictor, 48 px, 6 + 4 views, K ~ U{50..500}, stride 40,
+  cpu    an estimated 1-2 hours on 2 CPU cores (from a 20-iteration run, docs/CLAIM.md): the shipped
+         predictor, 48 px, 6 + 4 views, K ~ U{50..500}, stride 40,
          steps 0..2000 (the paper's horizons), 100-iteration fine-tunes, 16 scenes x 3 seeds; nearly all of
          it is refinement steps (9-17 ms each measured here: `--plan` times them and estimates the run);
   gpu    the paper's scale: 224 px, 12 + 4 views, 2,000 outer iterations, gsplat on CUDA, 32 scenes
