@@ -56,8 +56,10 @@ def test_synthetic_preview(tmp_path):
 
 
 def test_option_errors(tmp_path, capsys):
-    assert main(["--out", str(tmp_path)]) == 2
-    assert "got neither" in capsys.readouterr().err
-    assert main(["--ply", str(tmp_path / "missing.ply"), "--out", str(tmp_path)]) == 2
-    assert main(["--synthetic-seed", "1", "--out", str(tmp_path), "--width", "0"]) == 2
+    from foresplat.cli import main as cli  # errors go through the CLI's one error path (foresplat.errors)
+
+    assert cli(["render", "--out", str(tmp_path)]) == 2
+    assert "foresplat render: error: " in (err := capsys.readouterr().err) and "got neither" in err
+    assert cli(["render", "--ply", str(tmp_path / "missing.ply"), "--out", str(tmp_path)]) == 2
+    assert cli(["render", "--synthetic-seed", "1", "--out", str(tmp_path), "--width", "0"]) == 2
     assert RenderCommand(out=tmp_path, synthetic_seed=1).validate().views == 8

@@ -11,7 +11,6 @@ FORESPLAT_MAX_MEMORY_GB). Errors go through foresplat.errors.run_command: one li
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
 
@@ -46,6 +45,7 @@ def _global_options(argv: list[str]) -> list[str]:
     through the environment (FORESPLAT_DEBUG, FORESPLAT_MAX_MEMORY_GB) so that every command and
     its child processes see them. Raises UsageError for a bad --max-memory-gb value."""
     from foresplat.errors import UsageError
+    from foresplat.limits import parse_gb
 
     rest: list[str] = []
     i = 0
@@ -64,13 +64,7 @@ def _global_options(argv: list[str]) -> list[str]:
                 value = argv[i]
             else:
                 raise UsageError("--max-memory-gb: expected a number of GB")
-            try:
-                gb = float(value)
-            except ValueError:
-                raise UsageError(f"--max-memory-gb: expected a number of GB, got {value!r}") from None
-            if not (math.isfinite(gb) and gb > 0):
-                raise UsageError(f"--max-memory-gb: expected a positive number of GB, got {value!r}")
-            os.environ["FORESPLAT_MAX_MEMORY_GB"] = repr(gb)
+            os.environ["FORESPLAT_MAX_MEMORY_GB"] = repr(parse_gb(value, "--max-memory-gb", UsageError))
         else:
             rest.append(a)
         i += 1

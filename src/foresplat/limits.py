@@ -41,14 +41,20 @@ def memory_limit_bytes() -> int:
     """The limit: FORESPLAT_MAX_MEMORY_GB (set by --max-memory-gb) or half the physical memory."""
     value = os.environ.get(ENV, "").strip()
     if value:
-        try:
-            gb = float(value)
-        except ValueError:
-            raise MemoryLimitError(f"{ENV}={value!r}: expected a number of GB") from None
-        if not (math.isfinite(gb) and gb > 0):
-            raise MemoryLimitError(f"{ENV}={value!r}: expected a positive number of GB")
-        return int(gb * (1 << 30))
+        return int(parse_gb(value, ENV) * (1 << 30))
     return int(DEFAULT_FRACTION * physical_memory_bytes())
+
+
+def parse_gb(value: str, name: str, error: type[ValueError] = MemoryLimitError) -> float:
+    """`value` as a finite, positive number of GB; raises `error` naming `name` otherwise
+    (--max-memory-gb in foresplat.cli, FORESPLAT_MAX_MEMORY_GB here)."""
+    try:
+        gb = float(value)
+    except ValueError:
+        raise error(f"{name}: expected a number of GB, got {value!r}") from None
+    if not (math.isfinite(gb) and gb > 0):
+        raise error(f"{name}: expected a positive number of GB, got {value!r}")
+    return gb
 
 
 def fmt_gb(nbytes: float) -> str:

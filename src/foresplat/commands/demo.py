@@ -352,12 +352,6 @@ def run_demo(cmd: DemoCommand) -> DemoResult:
 def main(argv: list[str]) -> int:
     """Entry point of `foresplat demo`."""
     cmd = tyro.cli(DemoCommand, args=argv, prog="foresplat demo")
-    try:
-        result = run_demo(cmd)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        from foresplat.errors import one_line
-
-        print(f"foresplat demo: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    result = run_demo(cmd)  # errors: one line, exit 2, through foresplat.errors.run_command
     return 0 if result.synthetic.report.ok_scenes() else 1
 

@@ -99,13 +99,7 @@ def main(argv: list[str]) -> int:
     from foresplat.commands._vocab import modernize
 
     cmd = tyro.cli(EvalCommand, args=modernize("eval", argv), prog="foresplat eval")
-    try:
-        outputs = run(cmd)
-    except (ValueError, FileNotFoundError) as exc:
-        from foresplat.errors import one_line
-
-        print(f"foresplat eval: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    outputs = run(cmd)  # errors: one line, exit 2, through foresplat.errors.run_command
     print(outputs.markdown)
     for key, path in {**outputs.tables, **outputs.plots}.items():
         print(f"{key}: {path}")

@@ -226,21 +226,16 @@ def write_view_renders(gaussians: Gaussians, views, indices: list[int], out: Pat
 def run_scene(cfg: RenderCommand) -> dict:
     """--ply with --scene: renders the chosen views of the scene (see module docstring), writes the PNGs and
     metrics.json into cfg.out and returns the metrics (write_view_renders' dict + the scene and split)."""
-    from foresplat.commands.view import sidecar
+    from foresplat.commands.view import load_views, sidecar
     from foresplat.data.scene import split_views
-    from foresplat.data.spec import load_scene_spec, resize_to
     from foresplat.io import atomic_write_json
     from foresplat.io.ply import check_gaussian_values, read_ply
 
     g = check_gaussian_values(read_ply(cfg.ply), str(cfg.ply))
     meta = sidecar(Path(cfg.ply))
     same_scene = meta.get("scene_spec") == cfg.scene
-    width, height = cfg.width, cfg.height
-    if width is None and height is None and same_scene and "width" in meta and "height" in meta:
-        width, height = int(meta["width"]), int(meta["height"])
-    n_meta = len(meta.get("context_indices", [])) + len(meta.get("target_indices", []))
-    scene = load_scene_spec(cfg.scene, num_views=max(16, cfg.num_context + cfg.num_target, n_meta))
-    scene = resize_to(scene, width, height).validate()
+    scene, _ = load_views(cfg.scene, cfg.width, cfg.height, meta if same_scene else {},
+                          min_views=max(16, cfg.num_context + cfg.num_target))
     if cfg.views == "all":
         indices, source = list(range(scene.num_views)), "all views"
     elif same_scene and meta.get(f"{cfg.views}_indices"):
@@ -311,13 +306,7 @@ def main(argv: list[str]) -> int:
     from foresplat.commands._vocab import modernize
 
     cfg = tyro.cli(RenderCommand, args=modernize("render", argv), prog="foresplat render")
-    try:
-        written = run(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        from foresplat.errors import one_line
-
-        print(f"foresplat render: error: {one_line(e)}", file=sys.stderr)
-        return 2
+    written = run(cfg)  # errors: one line, exit 2, through foresplat.errors.run_command
     source = cfg.ply if cfg.ply is not None else f"scene {cfg.scene} (preview from points)"
     print(f"rendered {source}: {len(written)} images in {cfg.out}")
     return 0

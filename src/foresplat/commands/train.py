@@ -17,7 +17,6 @@ shortcut for `--rule.name NAME`; every other TrainConfig field is an override (t
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 
 import tyro
@@ -52,12 +51,8 @@ def main(argv: list[str]) -> int:
 
     from foresplat.commands.adapter_train import split_model_args, train_adapter_head
 
-    try:
-        model_args, argv = split_model_args(argv)
-        config = parse(argv)
-    except ValueError as e:  # an impossible setting: say which, without a traceback
-        print(f"foresplat train: error: {e}", file=sys.stderr)
-        return 2
+    model_args, argv = split_model_args(argv)
+    config = parse(argv)  # an impossible setting: ValueError -> one line, exit 2 (foresplat.errors.run_command)
     if model_args.model is not None:  # a registered model's Gaussian head, fine-tuned alone
         print(f"head checkpoint: {train_adapter_head(config, model_args)}")
         return 0

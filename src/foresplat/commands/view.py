@@ -77,13 +77,14 @@ def sidecar(ply: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def load_views(spec: str, width: int | None, height: int | None, meta: dict):
+def load_views(spec: str, width: int | None, height: int | None, meta: dict, min_views: int = 16):
     """(scene, labels): the scene resized as asked (or as recorded in `meta`), each view labelled
-    context/target from meta's indices (else "view i")."""
+    context/target from meta's indices (else "view i"); a synthetic scene gets at least `min_views`
+    views and all of meta's."""
     from foresplat.data.spec import load_scene_spec, resize_to
 
     n_views = len(meta.get("context_indices", [])) + len(meta.get("target_indices", []))
-    scene = load_scene_spec(spec, num_views=max(16, n_views))
+    scene = load_scene_spec(spec, num_views=max(min_views, n_views))
     if width is None and height is None and "width" in meta and "height" in meta:
         width, height = int(meta["width"]), int(meta["height"])
     scene = resize_to(scene, width, height).validate()

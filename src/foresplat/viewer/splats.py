@@ -16,6 +16,9 @@ import torch
 
 from foresplat.cameras import Cameras
 from foresplat.gaussians import Gaussians, sh_dc_to_rgb
+from foresplat.models.geometry import matrix_to_quat  # noqa: F401 (re-exported for the viewer and tests)
+from foresplat.render.projection import covariance_3d
+from foresplat.render.projection import quat_to_rotmat as quat_to_matrix  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -28,47 +31,12 @@ class SplatArrays:
     opacities: np.ndarray     # [N, 1] in (0, 1)
 
 
-def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions [..., 4] (w, x, y, z) -> rotation matrices [..., 3, 3]."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(*q.shape[:-1], 3, 3)
-
-
-def matrix_to_quat(R: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] -> unit quaternions [..., 4] (w, x, y, z), w >= 0."""
-    R = R.to(torch.float64)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    # |w|,|x|,|y|,|z| from the diagonal, signs from the off-diagonal of the largest component's row
-    q_abs = torch.sqrt(torch.clamp(torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                                                1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1), min=0.0))
-    cands = torch.stack([
-        torch.stack([q_abs[..., 0] ** 2, R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0],
-                     R[..., 1, 0] - R[..., 0, 1]], -1),
-        torch.stack([R[..., 2, 1] - R[..., 1, 2], q_abs[..., 1] ** 2, R[..., 1, 0] + R[..., 0, 1],
-                     R[..., 0, 2] + R[..., 2, 0]], -1),
-        torch.stack([R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] + R[..., 0, 1], q_abs[..., 2] ** 2,
-                     R[..., 2, 1] + R[..., 1, 2]], -1),
-        torch.stack([R[..., 1, 0] - R[..., 0, 1], R[..., 0, 2] + R[..., 2, 0], R[..., 2, 1] + R[..., 1, 2],
-                     q_abs[..., 3] ** 2], -1),
-    ], -2)  # [..., 4, 4]: row i = 2 q_i * q (up to the sign of q_i)
-    best = q_abs.argmax(-1)
-    q = torch.gather(cands, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
-    q = torch.nn.functional.normalize(q, dim=-1)
-    return torch.where(q[..., :1] < 0, -q, q)
-
-
 def splat_arrays(g: Gaussians) -> SplatArrays:
     """Unbatched Gaussians [N] -> activated numpy arrays for viser (view-independent DC colour)."""
     if g.batch_shape:
         raise ValueError(f"splat_arrays: expects unbatched Gaussians, got batch shape {list(g.batch_shape)}")
     g = g.detach().to(device="cpu", dtype=torch.float32)
-    R = quat_to_matrix(g.unit_quats())                                  # [N, 3, 3]
-    s2 = g.scales() ** 2                                                # [N, 3]
-    cov = (R * s2[:, None, :]) @ R.transpose(-1, -2)                    # R diag(s^2) R^T
+    cov = covariance_3d(g.unit_quats(), g.scales())                     # R diag(s^2) R^T, [N, 3, 3]
     rgb = sh_dc_to_rgb(g.sh[:, 0, :]).clamp(0.0, 1.0)
     return SplatArrays(centers=g.means.numpy().copy(), covariances=cov.numpy().copy(),
                        rgbs=rgb.numpy().copy(), opacities=g.opacities()[:, None].numpy().copy())
