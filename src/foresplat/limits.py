@@ -3,10 +3,11 @@
     check_memory(refine_bytes(views=16, width=4000, height=3000, gaussians=10_000), "refine at 4000x3000")
 
 The limit is `--max-memory-gb GB` (a global CLI option, or FORESPLAT_MAX_MEMORY_GB), by default
-half the physical memory. The estimates are rough upper-side figures calibrated on the CPU path
-(`/usr/bin/time -f %M foresplat refine synthetic:1 --width W --steps 2 ...` grew by ~64 bytes per
-view-pixel between W = 128 and 512); they catch requests that are off by orders of magnitude
-(a 100000-px width, a 4000-px refinement of a 32-px scene), not a few percent.
+half the physical memory. The estimates are rough figures calibrated on the CPU path: the peak RSS of
+`/usr/bin/time -f %M foresplat refine synthetic:1 --width W --steps 2 ...` (16 views) grew by
+~100 bytes per view-pixel between W = 128, 512 and 1024, which refine_bytes gives as 64 per
+view-pixel (scene) + 512 per rendered pixel (/16 views = 32); they catch requests that are off by
+orders of magnitude (a 100000-px width, a 4000-px refinement of a 32-px scene), not a few percent.
 """
 
 from __future__ import annotations
