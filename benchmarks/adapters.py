@@ -5,11 +5,12 @@ head-only backward, per model, on a CPU or a GPU.
     foresplat bench adapters --device cpu                 # the same
 
 Models: edge (edge-t), anysplat (a 4-layer, 32-wide VGGT aggregator; SH degree 4; voxel fusion), vggt
-(the same network, no fusion) and da3 (ViT-S DinoV2 with narrow heads, SH degree 2) -- the sizes of
-tests/test_adapters_*.py. Models whose optional package is missing are listed as such. Times are the
-median over --repeats runs after one warm-up (CUDA synchronised); the input is --views random views of
---size x --size px (a multiple of 112: of 14 and of 16). Prints a markdown table. --full-heads prints
-the parameter counts of the released models' Gaussian heads (what head-only fine-tuning trains).
+(the same network, no fusion) and da3 (ViT-S DinoV2 with narrow heads, SH degree 2): the networks of
+foresplat.models.adapters.tiny, which tests/test_adapters_*.py use too. Models whose optional package
+is missing are listed as such. Times are the median over --repeats runs after one warm-up (CUDA
+synchronised); the input is --views random views of --size x --size px (a multiple of 112: of 14 and
+of 16). Prints a markdown table. --full-heads prints the parameter counts of the released models'
+Gaussian heads (what head-only fine-tuning trains).
 """
 
 from __future__ import annotations
@@ -19,53 +20,6 @@ import statistics
 import time
 
 import torch
-
-TINY_ANYSPLAT = dict(img_size=56, patch_size=14, embed_dim=32, intermediate_layer_idx=[0, 1, 2, 3], voxel_size=0.05,
-                     aggregator=dict(depth=4, num_heads=2, patch_embed="conv"),
-                     camera_head=dict(trunk_depth=1, num_heads=2),
-                     depth_head=dict(intermediate_layer_idx=[0, 1, 2, 3], features=16, out_channels=[8, 16, 32, 32]),
-                     gs_head=dict(intermediate_layer_idx=[0, 1, 2, 3], out_channels=[8, 16, 32, 32]))
-
-
-def _obj(path: str, name: str) -> dict:
-    return {"__object__": {"path": f"depth_anything_3.model.{path}", "name": name, "args": "as_params"}}
-
-
-SMALL_DA3 = {
-    **_obj("da3", "DepthAnything3Net"),
-    "net": {**_obj("dinov2.dinov2", "DinoV2"), "name": "vits", "out_layers": [5, 7, 9, 11], "alt_start": 4,
-            "qknorm_start": 4, "rope_start": 4, "cat_token": True},
-    "head": {**_obj("dualdpt", "DualDPT"), "dim_in": 768, "output_dim": 2, "features": 32,
-             "out_channels": [16, 32, 64, 64]},
-    "cam_enc": {**_obj("cam_enc", "CameraEnc"), "dim_out": 384},
-    "cam_dec": {**_obj("cam_dec", "CameraDec"), "dim_in": 768},
-    "gs_head": {**_obj("gsdpt", "GSDPT"), "dim_in": 768, "output_dim": 38, "features": 32,
-                "out_channels": [16, 32, 64, 64]},
-    "gs_adapter": {**_obj("gs_adapter", "GaussianAdapter"), "sh_degree": 2, "pred_color": False,
-                   "pred_offset_depth": True, "pred_offset_xy": True, "gaussian_scale_min": 1e-5,
-                   "gaussian_scale_max": 30.0},
-}
-
-
-def build(name: str):
-    """The tiny adapter `name` (random weights, seed 0), or raises MissingExtraError."""
-    torch.manual_seed(0)
-    if name == "edge":
-        from foresplat.models import Predictor, PredictorConfig
-        from foresplat.models.adapters.edge import EdgeAdapter
-
-        return EdgeAdapter(Predictor(PredictorConfig.preset("edge-t")))
-    if name in ("anysplat", "vggt"):
-        from foresplat.models.adapters.anysplat import AnySplatAdapter, ffgs_anysplat
-        from foresplat.models.adapters.vggt import VGGTAdapter
-
-        cls = AnySplatAdapter if name == "anysplat" else VGGTAdapter
-        return cls(ffgs_anysplat()["modeling"].AnySplat(**TINY_ANYSPLAT, voxelize=name == "anysplat"))
-    if name == "da3":
-        from foresplat.models.adapters.da3 import DA3Adapter, build_net
-
-        return DA3Adapter(build_net({"config": SMALL_DA3}, "SMALL_DA3"))
-    raise ValueError(f"unknown model {name!r}")
 
 
 def _median_seconds(fn, repeats: int, device: torch.device) -> float:
@@ -86,7 +40,9 @@ def measure(name: str, device: torch.device, views: int, size: int, repeats: int
     """Times of one model: encode, head + decode, head backward (seconds), Gaussian count, parameters."""
     from foresplat.cameras import look_at
 
-    adapter = build(name).to(device).eval()
+    from foresplat.models.adapters.tiny import tiny_adapter
+
+    adapter = tiny_adapter(name).to(device).eval()
     g = torch.Generator().manual_seed(1)
     images = torch.rand(1, views, size, size, 3, generator=g).to(device)
     ang = torch.linspace(0, 1.2, views)

@@ -8,17 +8,16 @@ import math
 import pytest
 import torch
 
+from adapter_helpers import assert_only_head_changed, metagrad_config
 from foresplat.cameras import Cameras, look_at
 from foresplat.data.scene import Scene, split_views
 from foresplat.gaussians import Gaussians
-from foresplat.meta import RuleConfig
 from foresplat.models import Predictor, PredictorConfig
 from foresplat.models.adapter import (AdapterSpec, MissingExtraError, load_adapter, register_adapter,
                                       registered_adapters, require)
 from foresplat.models.adapters.edge import EdgeAdapter
-from foresplat.models.adapters.finetune import HeadFinetuneConfig, finetune_head
+from foresplat.models.adapters.finetune import finetune_head
 from foresplat.models.adapters.similarity import Similarity, fit_cameras, sh_rotation, transform_gaussians
-from foresplat.refine import RefineConfig
 from foresplat.render import render
 from foresplat.render.sh import spherical_harmonics
 
@@ -182,24 +181,6 @@ def _scene(views=5, size=16):
         imgs = render(random_gaussians(20, 3, k=4, dtype=torch.float32),
                       Cameras(vm, Ks[0], size, size), backend="reference").colors.clamp(0, 1)
     return Scene(imgs, Cameras(vm, Ks[0], size, size), "toy", near=1.0, far=8.0)
-
-
-def metagrad_config(iterations=2):
-    rule = RuleConfig(name="metagrad", lam=0.0, k_min=2, k_max=2, stride=2, backend="reference",
-                      refine=RefineConfig(backend="reference"))
-    return HeadFinetuneConfig(rule=rule, iterations=iterations, lr=1e-2)
-
-
-def assert_only_head_changed(adapter, before):
-    head_ids = {id(p) for p in adapter.head_parameters()}
-    changed_head = 0
-    for name, p in adapter.named_parameters():
-        same = torch.equal(p.detach(), before[name])
-        if id(p) in head_ids:
-            changed_head += not same
-        else:
-            assert same, f"backbone parameter {name} changed"
-    assert changed_head > 0
 
 
 def test_two_metagrad_iterations_change_only_head_parameters():

@@ -14,43 +14,17 @@ import torch
 if importlib.util.find_spec("ffgs") is None:
     pytest.skip("optional package ffgs (foresplat[anysplat]) is not installed", allow_module_level=True)
 
-from foresplat.cameras import Cameras, look_at  # noqa: E402
-from foresplat.data.scene import Scene, split_views  # noqa: E402
+from adapter_helpers import (assert_only_head_changed, covariance, pose_free_metagrad_config,  # noqa: E402
+                             quat_to_matrix, scene_at_predicted_cameras)
+from foresplat.data.scene import split_views  # noqa: E402
 from foresplat.gaussians import Gaussians  # noqa: E402
-from foresplat.meta import RuleConfig  # noqa: E402
 from foresplat.models.adapter import load_adapter  # noqa: E402
-from foresplat.models.adapters.anysplat import AnySplatAdapter, ffgs_anysplat, gaussians_from_channels  # noqa: E402
-from foresplat.models.adapters.finetune import HeadFinetuneConfig, finetune_head  # noqa: E402
+from foresplat.models.adapters.anysplat import AnySplatAdapter, gaussians_from_channels  # noqa: E402
+from foresplat.models.adapters.finetune import finetune_head  # noqa: E402
 from foresplat.models.adapters.similarity import Similarity, transform_gaussians  # noqa: E402
-from foresplat.refine import RefineConfig  # noqa: E402
+from foresplat.models.adapters.tiny import tiny_anysplat  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")  # ffgs's forward on a CPU
-
-TINY = dict(img_size=56, patch_size=14, embed_dim=32, intermediate_layer_idx=[0, 1, 2, 3], voxel_size=0.05,
-            aggregator=dict(depth=4, num_heads=2, patch_embed="conv"),
-            camera_head=dict(trunk_depth=1, num_heads=2),
-            depth_head=dict(intermediate_layer_idx=[0, 1, 2, 3], features=16, out_channels=[8, 16, 32, 32]),
-            gs_head=dict(intermediate_layer_idx=[0, 1, 2, 3], out_channels=[8, 16, 32, 32]))
-"""A few-layer AnySplat (SH degree 4 as released: ffgs's Gaussian head needs degree >= 3)."""
-
-
-def tiny_anysplat(seed=0, **over):
-    torch.manual_seed(seed)
-    return ffgs_anysplat()["modeling"].AnySplat(**{**TINY, **over}).eval()
-
-
-def quat_xyzw_to_matrix(q):
-    x, y, z, w = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-                       -1).reshape(*q.shape[:-1], 3, 3)
-
-
-def covariance(R, scales):
-    M = R * scales[..., None, :]
-    return M @ M.transpose(-1, -2)
-
 
 def assert_matches_upstream(g: Gaussians, up, atol=1e-5):
     """foresplat raw Gaussians [N] vs upstream's (activated) Gaussians of one scene."""
@@ -62,9 +36,8 @@ def assert_matches_upstream(g: Gaussians, up, atol=1e-5):
     dots = (g.unit_quats() * q_up).sum(-1).abs()
     assert torch.allclose(dots, torch.ones_like(dots), atol=1e-5)  # equal up to sign
     assert torch.allclose(g.sh, up.harmonics.transpose(-1, -2)[..., :16, :], atol=1e-6)
-    R = quat_xyzw_to_matrix(up.rotations)
-    assert torch.allclose(covariance(quat_xyzw_to_matrix(g.quats[..., [1, 2, 3, 0]]), g.scales()),
-                          covariance(R, up.scales), atol=1e-9)
+    assert torch.allclose(covariance(quat_to_matrix(g.quats), g.scales()),
+                          covariance(quat_to_matrix(up.rotations, scalar_first=False), up.scales), atol=1e-9)
 
 
 def views(V=3, size=56, seed=0):
@@ -174,29 +147,11 @@ def test_strict_loading_refuses_mismatched_files(tmp_path):
         load_adapter("anysplat", tmp_path / "empty_dir" if (tmp_path / "empty_dir").mkdir() is None else None)
 
 
-def _scene_at_predicted_cameras(adapter, views=4, size=28):
-    """A colour-ramp scene of 4 views whose cameras are the ones the (random) model predicts for the first
-    two (repeated for the other two), at twice the scale: the similarity fit of those two context views
-    is then well posed, as with trained weights."""
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    images = torch.stack([xx, yy, 0.5 * (xx + yy)], -1).expand(views, size, size, 3).clone()
-    images = images * (0.5 + 0.5 * torch.rand(views, 1, 1, 1, generator=torch.Generator().manual_seed(0)))
-    f = adapter.encode(images[None, :2])  # the two context views' cameras, as the model predicts them
-    c2w = f.pred_c2w[0].repeat(2, 1, 1)
-    c2w[:, :3, 3] *= 2.0
-    return Scene(images, Cameras(torch.linalg.inv(c2w), f.pred_Ks[0].repeat(2, 1, 1), size, size), "ramp",
-                 near=0.05, far=20.0)
-
-
 def test_two_metagrad_iterations_change_only_the_gaussian_head():
     adapter = AnySplatAdapter(tiny_anysplat(voxelize=False))
-    split = split_views(_scene_at_predicted_cameras(adapter), num_context=2, num_target=2, rule="first")
+    split = split_views(scene_at_predicted_cameras(adapter, scale=2.0, far=20.0), num_context=2, num_target=2,
+                        rule="first")
     before = {n: p.detach().clone() for n, p in adapter.named_parameters()}
-    rule = RuleConfig(name="metagrad", lam=0.0, k_min=2, k_max=2, stride=2, backend="reference",
-                      anchor_views="context", refine=RefineConfig(backend="reference"))
-    logs = finetune_head(adapter, [split], HeadFinetuneConfig(rule=rule, iterations=2, lr=1e-3))
+    logs = finetune_head(adapter, [split], pose_free_metagrad_config())
     assert len(logs) == 2 and all(math.isfinite(x["loss"]) and x["grad_norm"] > 0 for x in logs)
-    head = {id(p) for p in adapter.head_parameters()}
-    changed = [n for n, p in adapter.named_parameters() if not torch.equal(p.detach(), before[n])]
-    assert changed and all(id(dict(adapter.named_parameters())[n]) in head for n in changed)
-    assert all(torch.equal(p.detach(), before[n]) for n, p in adapter.named_parameters() if id(p) not in head)
+    assert_only_head_changed(adapter, before)

@@ -18,53 +18,23 @@ if any(importlib.util.find_spec(m) is None for m in ("depth_anything_3", "omegac
 
 from safetensors.torch import load_file, save_file, save_model  # noqa: E402
 
-from foresplat.cameras import Cameras  # noqa: E402
-from foresplat.data.scene import Scene, split_views  # noqa: E402
-from foresplat.meta import RuleConfig  # noqa: E402
+from adapter_helpers import (assert_only_head_changed, covariance, pose_free_metagrad_config,  # noqa: E402
+                             quat_to_matrix, scene_at_predicted_cameras)
+from foresplat.data.scene import split_views  # noqa: E402
 from foresplat.models.adapter import load_adapter  # noqa: E402
 from foresplat.models.adapters.da3 import IMAGENET_MEAN, IMAGENET_STD, DA3Adapter, DA3Features, build_net  # noqa: E402
-from foresplat.models.adapters.finetune import HeadFinetuneConfig, finetune_head  # noqa: E402
-from foresplat.refine import RefineConfig  # noqa: E402
-
-
-def _obj(path, name):
-    return {"__object__": {"path": f"depth_anything_3.model.{path}", "name": name, "args": "as_params"}}
-
-
-SMALL = {
-    **_obj("da3", "DepthAnything3Net"),
-    "net": {**_obj("dinov2.dinov2", "DinoV2"), "name": "vits", "out_layers": [5, 7, 9, 11], "alt_start": 4,
-            "qknorm_start": 4, "rope_start": 4, "cat_token": True},
-    "head": {**_obj("dualdpt", "DualDPT"), "dim_in": 768, "output_dim": 2, "features": 32,
-             "out_channels": [16, 32, 64, 64]},
-    "cam_enc": {**_obj("cam_enc", "CameraEnc"), "dim_out": 384},
-    "cam_dec": {**_obj("cam_dec", "CameraDec"), "dim_in": 768},
-    "gs_head": {**_obj("gsdpt", "GSDPT"), "dim_in": 768, "output_dim": 38, "features": 32,
-                "out_channels": [16, 32, 64, 64]},
-    "gs_adapter": {**_obj("gs_adapter", "GaussianAdapter"), "sh_degree": 2, "pred_color": False,
-                   "pred_offset_depth": True, "pred_offset_xy": True, "gaussian_scale_min": 1e-5,
-                   "gaussian_scale_max": 30.0},
-}
-"""The giant preset's layout (DualDPT, camera encoder/decoder, GSDPT, SH degree 2) at ViT-S with narrow heads."""
+from foresplat.models.adapters.finetune import finetune_head  # noqa: E402
+from foresplat.models.adapters.tiny import SMALL_DA3, small_da3  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """(the upstream net, a folder with its weights the way the package saves them: "model." keys + config.json)."""
-    torch.manual_seed(0)
-    net = build_net({"config": SMALL}, "SMALL").eval()
+    net = small_da3()
     d = tmp_path_factory.mktemp("da3")
     save_model(torch.nn.ModuleDict({"model": net}), str(d / "model.safetensors"))  # tied weights written once
-    (d / "config.json").write_text(json.dumps({"config": SMALL}))
+    (d / "config.json").write_text(json.dumps({"config": SMALL_DA3}))
     return net, d
-
-
-def quat_wxyz_to_matrix(q):
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-                       -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def assert_matches_upstream(g, up, atol=1e-4):
@@ -75,9 +45,8 @@ def assert_matches_upstream(g, up, atol=1e-4):
     dots = (g.unit_quats() * torch.nn.functional.normalize(up.rotations, dim=-1)).sum(-1).abs()
     assert torch.allclose(dots, torch.ones_like(dots), atol=1e-4)  # equal up to sign
     assert torch.allclose(g.sh, up.harmonics.transpose(-1, -2), atol=1e-4)
-    cov = lambda R, s: (R * s[..., None, :] ** 2) @ R.transpose(-1, -2)  # noqa: E731
-    assert torch.allclose(cov(quat_wxyz_to_matrix(g.quats), g.scales()),
-                          cov(quat_wxyz_to_matrix(up.rotations), up.scales.abs()), atol=1e-6)
+    assert torch.allclose(covariance(quat_to_matrix(g.quats), g.scales()),
+                          covariance(quat_to_matrix(up.rotations), up.scales.abs()), atol=1e-6)
 
 
 def first(up):
@@ -104,7 +73,7 @@ def test_saved_and_loaded_da3_equals_the_nets_own_forward(saved):
 
 def test_decode_matches_the_packages_gs_adapter_on_random_tensors(saved):
     net, _ = saved
-    adapter = DA3Adapter(build_net({"config": SMALL}, "SMALL"))
+    adapter = DA3Adapter(small_da3())
     gen = torch.Generator().manual_seed(2)
     B, V, H, W = 1, 2, 5, 7
     C = 2 + 3 + 4 + 27 + 1
@@ -145,32 +114,17 @@ def test_strict_loading_refuses_mismatched_files(saved, tmp_path):
 def test_two_metagrad_iterations_change_only_the_gs_head(saved):
     _, d = saved
     adapter = load_adapter("da3", d)
-    size, views = 28, 4
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    images = torch.stack([xx, yy, 0.5 * (xx + yy)], -1).expand(views, size, size, 3).clone()
-    images = images * (0.5 + 0.5 * torch.rand(views, 1, 1, 1, generator=torch.Generator().manual_seed(0)))
-    f = adapter.encode(images[None, :2])  # the context views' cameras, as the model predicts them
-    c2w = f.pred_c2w[0].repeat(2, 1, 1)
-    c2w[:, :3, 3] *= 2.0  # the scene's cameras: the predicted ones at twice the scale
-    scene = Scene(images, Cameras(torch.linalg.inv(c2w), f.pred_Ks[0].repeat(2, 1, 1), size, size), "ramp",
-                  near=0.05, far=50.0)
-    split = split_views(scene, num_context=2, num_target=2, rule="first")
+    split = split_views(scene_at_predicted_cameras(adapter, scale=2.0), num_context=2, num_target=2, rule="first")
     before = {n: p.detach().clone() for n, p in adapter.named_parameters()}
-    rule = RuleConfig(name="metagrad", lam=0.0, k_min=2, k_max=2, stride=2, backend="reference",
-                      anchor_views="context", refine=RefineConfig(backend="reference"))
-    logs = finetune_head(adapter, [split], HeadFinetuneConfig(rule=rule, iterations=2, lr=1e-3))
+    logs = finetune_head(adapter, [split], pose_free_metagrad_config())
     assert len(logs) == 2 and all(math.isfinite(x["loss"]) and x["grad_norm"] > 0 for x in logs)
-    head = {id(p) for p in adapter.head_parameters()}
-    params = dict(adapter.named_parameters())
-    changed = [n for n, p in params.items() if not torch.equal(p.detach(), before[n])]
-    assert changed and all(id(params[n]) in head for n in changed)
-    assert all(torch.equal(p.detach(), before[n]) for n, p in params.items() if id(p) not in head)
+    assert_only_head_changed(adapter, before)
 
 
 def test_a_nested_preset_uses_its_any_view_branch(saved, tmp_path):
     net, _ = saved
     nested = {"__object__": {"path": "depth_anything_3.model.da3", "name": "NestedDepthAnything3Net",
-                             "args": "as_params"}, "anyview": SMALL, "metric": SMALL}
+                             "args": "as_params"}, "anyview": SMALL_DA3, "metric": SMALL_DA3}
     torch.manual_seed(0)
     whole = build_net({"config": nested}, "nested")
     whole.da3.load_state_dict(net.state_dict())

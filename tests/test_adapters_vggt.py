@@ -15,29 +15,20 @@ if importlib.util.find_spec("ffgs") is None:
 
 from safetensors.torch import save_file  # noqa: E402
 
-from foresplat.cameras import Cameras  # noqa: E402
-from foresplat.data.scene import Scene, split_views  # noqa: E402
-from foresplat.meta import RuleConfig  # noqa: E402
+from adapter_helpers import pose_free_metagrad_config, scene_at_predicted_cameras  # noqa: E402
+from foresplat.data.scene import split_views  # noqa: E402
 from foresplat.models.adapter import load_adapter  # noqa: E402
-from foresplat.models.adapters.anysplat import AnySplatAdapter, ffgs_anysplat  # noqa: E402
-from foresplat.models.adapters.finetune import HeadFinetuneConfig, finetune_head  # noqa: E402
-from foresplat.refine import RefineConfig  # noqa: E402
+from foresplat.models.adapters.anysplat import AnySplatAdapter  # noqa: E402
+from foresplat.models.adapters.finetune import finetune_head  # noqa: E402
+from foresplat.models.adapters.tiny import TINY_ANYSPLAT, tiny_anysplat  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")
-
-TINY = dict(img_size=56, patch_size=14, embed_dim=32, intermediate_layer_idx=[0, 1, 2, 3], voxelize=False,
-            aggregator=dict(depth=4, num_heads=2, patch_embed="conv"),
-            camera_head=dict(trunk_depth=1, num_heads=2),
-            depth_head=dict(intermediate_layer_idx=[0, 1, 2, 3], features=16, out_channels=[8, 16, 32, 32]),
-            gs_head=dict(intermediate_layer_idx=[0, 1, 2, 3], out_channels=[8, 16, 32, 32]))
-
 
 @pytest.fixture(scope="module")
 def vggt_weights(tmp_path_factory):
     """A tiny VGGT checkpoint the way VGGT names it (aggregator / camera_head / depth_head, plus the
     point and track heads the adapter skips), and the network it came from."""
-    torch.manual_seed(7)
-    src = ffgs_anysplat()["modeling"].AnySplat(**TINY).eval()
+    src = tiny_anysplat(7, voxelize=False)
     enc = src.encoder
     state = {}
     for part in ("aggregator", "camera_head", "depth_head"):
@@ -46,7 +37,7 @@ def vggt_weights(tmp_path_factory):
     state["track_head.fnet.weight"] = torch.zeros(2)
     d = tmp_path_factory.mktemp("vggt")
     save_file(state, str(d / "model.safetensors"))
-    (d / "config.json").write_text(json.dumps(TINY))
+    (d / "config.json").write_text(json.dumps({**TINY_ANYSPLAT, "voxelize": False}))
     return d, src, state
 
 
@@ -82,19 +73,9 @@ def test_vggt_loading_is_strict_on_the_parts_it_uses(vggt_weights, tmp_path):
 def test_fine_tuned_head_round_trip_and_metagrad_touches_only_the_head(vggt_weights, tmp_path):
     d, _, _ = vggt_weights
     adapter = load_adapter("vggt", d)
-    size, views = 28, 4
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    images = torch.stack([xx, yy, 0.5 * (xx + yy)], -1).expand(views, size, size, 3).clone()
-    images = images * (0.5 + 0.5 * torch.rand(views, 1, 1, 1, generator=torch.Generator().manual_seed(0)))
-    f = adapter.encode(images[None, :2])  # the context views' cameras as predicted, for a well-posed fit
-    c2w = f.pred_c2w[0].repeat(2, 1, 1)
-    scene = Scene(images, Cameras(torch.linalg.inv(c2w), f.pred_Ks[0].repeat(2, 1, 1), size, size), "ramp",
-                  near=0.05, far=50.0)
-    split = split_views(scene, num_context=2, num_target=2, rule="first")
+    split = split_views(scene_at_predicted_cameras(adapter), num_context=2, num_target=2, rule="first")
     before = adapter.backbone_digest()
-    rule = RuleConfig(name="metagrad", lam=0.0, k_min=2, k_max=2, stride=2, backend="reference",
-                      anchor_views="context", refine=RefineConfig(backend="reference"))
-    logs = finetune_head(adapter, [split], HeadFinetuneConfig(rule=rule, iterations=2, lr=1e-3))
+    logs = finetune_head(adapter, [split], pose_free_metagrad_config())
     assert all(math.isfinite(x["loss"]) and x["grad_norm"] > 0 for x in logs)
     assert adapter.backbone_digest() == before
     adapter.save_head(tmp_path / "head")

@@ -19,11 +19,15 @@ need, are imported only when one is loaded. Weights come only from local paths.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
+import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from types import ModuleType
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -45,6 +49,57 @@ def require(module: str, package: str, extra: str) -> Any:
     except ModuleNotFoundError as e:
         raise MissingExtraError(f"this model needs the package {package} (module {e.name!r} is missing): "
                                 f"pip install 'foresplat[{extra}]'") from e
+
+
+def import_pinned(model: str, package: str, version: str, prefix: str, names: Sequence[str], hint: str,
+                  prepare: Callable[[], None] | None = None) -> dict[str, ModuleType]:
+    """{name: the module `prefix.name`} for each of `names`, from the optional distribution `package`, which
+    must be installed at exactly `version`; MissingExtraError naming `model`, the package and `hint` (how
+    to install it) otherwise. `prepare` runs after the version check, before the imports."""
+    if importlib.util.find_spec(prefix.split(".")[0]) is None:
+        raise MissingExtraError(f"model {model!r} needs the package {package}=={version}: {hint}")
+    found = importlib.metadata.version(package)
+    if found != version:
+        raise MissingExtraError(f"model {model!r} needs {package}=={version}, found {package} {found}: {hint}")
+    if prepare is not None:
+        prepare()
+    try:
+        return {n: importlib.import_module(f"{prefix}.{n}") for n in names}
+    except ModuleNotFoundError as e:
+        raise MissingExtraError(f"model {model!r}: {package} needs the module {e.name!r}: {hint}") from e
+
+
+def weights_file(weights: str | os.PathLike, model: str) -> Path:
+    """--weights of `model` -> its .safetensors file: the folder's model.safetensors, or the path itself;
+    FileNotFoundError naming what the model expects (its AdapterSpec.weights) when that file is absent."""
+    path = Path(weights)
+    st = path / "model.safetensors" if path.is_dir() else path
+    if not st.is_file():
+        spec = _ADAPTERS.get(model)
+        expects = spec.weights if spec else "model.safetensors in the folder, or a .safetensors file"
+        raise FileNotFoundError(f"--weights: {st} does not exist (model {model!r} expects {expects})")
+    return st
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a .safetensors file; ValueError naming the file when it cannot be read."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file: {e}") from e
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path` (`what` it holds, named in errors); ValueError naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: invalid JSON or UTF-8
+        raise ValueError(f"{path}: cannot read {what}: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object ({what}), got {type(data).__name__}")
+    return data
 
 
 def check_views(images: torch.Tensor, viewmats: torch.Tensor | None, Ks: torch.Tensor | None,
@@ -265,8 +320,6 @@ def load_feedforward(spec: str | os.PathLike, device: str | torch.device = "cpu"
     """Any feed-forward model from one string, for commands that take checkpoints (e.g. eval's --ckpt):
     "NAME:WEIGHTS" (a registered adapter), a head checkpoint of `train --model` (its JSON names the
     model and its weights), or a Predictor checkpoint. The result has `predict(scene)` and `divisor`."""
-    import json
-
     from foresplat.io import checkpoint_paths
     from foresplat.models.predictor import Predictor
 
@@ -294,4 +347,5 @@ register_adapter(AdapterSpec("anysplat", "foresplat.models.adapters.anysplat:loa
 register_adapter(AdapterSpec("da3", "foresplat.models.adapters.da3:load", "da3",
                              "a folder with model.safetensors and config.json (Depth Anything 3 with a 3DGS head)"))
 register_adapter(AdapterSpec("vggt", "foresplat.models.adapters.vggt:load", "anysplat",
-                             "VGGT's model.safetensors (+ config.json); a new Gaussian head, fine-tuned with --head"))
+                             "a folder with VGGT's model.safetensors (+ config.json), or a .safetensors file; "
+                             "a new Gaussian head, fine-tuned with --head"))

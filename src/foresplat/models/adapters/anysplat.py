@@ -21,22 +21,19 @@ Input: images with sides multiples of 14 (AnySplat was trained at 448 x 448), va
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import importlib.util
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from foresplat.gaussians import Gaussians
-from foresplat.models.adapter import MissingExtraError, ModelAdapter, load_state_strict
+from foresplat.models.adapter import (ModelAdapter, import_pinned, load_state_strict, read_json_object,
+                                      read_safetensors, weights_file)
 from foresplat.models.adapters.similarity import Similarity, fit_cameras, transform_gaussians
 
 FFGS_VERSION = "0.1.0.dev1"
@@ -53,20 +50,15 @@ def ffgs_anysplat() -> dict[str, ModuleType]:
     their __init__ (the model modules import only torch), so the installed ffgs code runs unchanged."""
     hint = (f"pip install 'foresplat[anysplat]', or, to keep a CPU torch without torchvision (as "
             f"scripts/install.sh does): pip install huggingface-hub && pip install --no-deps ffgs=={FFGS_VERSION}")
-    if importlib.util.find_spec("ffgs") is None:
-        raise MissingExtraError(f"model 'anysplat' needs the package ffgs=={FFGS_VERSION}: {hint}")
-    version = importlib.metadata.version("ffgs")
-    if version != FFGS_VERSION:
-        raise MissingExtraError(f"model 'anysplat' needs ffgs=={FFGS_VERSION}, found ffgs {version}: {hint}")
-    if importlib.util.find_spec("torchvision") is None:
-        for name in ("ffgs", "ffgs.models", "ffgs.models.anysplat"):
-            if name not in sys.modules:
-                spec = importlib.util.find_spec(name)
-                sys.modules[name] = importlib.util.module_from_spec(spec)
-    try:
-        return {m: importlib.import_module(f"ffgs.models.anysplat.{m}") for m in _MODULES}
-    except ModuleNotFoundError as e:
-        raise MissingExtraError(f"model 'anysplat': ffgs needs the module {e.name!r}: {hint}") from e
+
+    def skip_package_inits() -> None:
+        if importlib.util.find_spec("torchvision") is None:
+            for name in ("ffgs", "ffgs.models", "ffgs.models.anysplat"):
+                if name not in sys.modules:
+                    sys.modules[name] = importlib.util.module_from_spec(importlib.util.find_spec(name))
+
+    return import_pinned("anysplat", "ffgs", FFGS_VERSION, "ffgs.models.anysplat", _MODULES, hint,
+                         prepare=skip_package_inits)
 
 
 @dataclass
@@ -207,37 +199,29 @@ class AnySplatAdapter(ModelAdapter):
         return Gaussians(*(torch.stack(t) for t in zip(*(g.tensors() for g in out))))
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read the AnySplat config: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of AnySplat arguments, got {type(data).__name__}")
-    return data
+def build_from_weights(weights: Path, model: str,
+                       seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.Tensor], Path, str]:
+    """--weights of `model` (a folder with model.safetensors and optionally config.json, or a .safetensors
+    file with config.json beside it, if any) -> (ffgs's AnySplat built from config.json's arguments, or
+    the released model's without one, initialised from `seed` with the global generator untouched;
+    the file's tensors; the file; " of CONFIG" naming the config used, or "", for error messages)."""
+    mods = ffgs_anysplat()
+    st = weights_file(weights, model)
+    cfg_path = st.parent / "config.json"
+    config = read_json_object(cfg_path, "the AnySplat config") if cfg_path.is_file() else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            net = mods["modeling"].AnySplat(**config)
+        except TypeError as e:
+            raise ValueError(f"{cfg_path}: not arguments of ffgs's AnySplat: {e}") from e
+    return net, read_safetensors(st), st, f" of {cfg_path}" if config else ""
 
 
 def load(weights: Path) -> AnySplatAdapter:
     """weights: a folder with model.safetensors and optionally config.json (ffgs AnySplat's arguments,
     as its save_pretrained writes; absent: the released model's), or a .safetensors file (config.json
     beside it, if any). Strict: every parameter must be present with its shape, and nothing else."""
-    from safetensors.torch import load_file
-
-    mods = ffgs_anysplat()
-    weights = Path(weights)
-    st = weights / "model.safetensors" if weights.is_dir() else weights
-    if not st.is_file():
-        raise FileNotFoundError(f"--weights: {st} does not exist (model 'anysplat' expects "
-                                "model.safetensors in the folder, or a .safetensors file)")
-    cfg_path = st.parent / "config.json"
-    config = _read_config(cfg_path) if cfg_path.is_file() else {}
-    try:
-        model = mods["modeling"].AnySplat(**config)
-    except TypeError as e:
-        raise ValueError(f"{cfg_path}: not arguments of ffgs's AnySplat: {e}") from e
-    try:
-        state = load_file(str(st))
-    except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{st}: not a readable safetensors file: {e}") from e
-    load_state_strict(model, state, str(st), "AnySplat" + (f" of {cfg_path}" if config else ""))
+    model, state, st, of_config = build_from_weights(weights, "anysplat")
+    load_state_strict(model, state, str(st), "AnySplat" + of_config)
     return AnySplatAdapter(model)

@@ -27,10 +27,6 @@ da3nested-giant-large, whose any-view giant branch is used (its metric-scale bra
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +35,8 @@ from typing import Any
 import torch
 
 from foresplat.gaussians import Gaussians
-from foresplat.models.adapter import MissingExtraError, ModelAdapter, load_state_strict
+from foresplat.models.adapter import (ModelAdapter, import_pinned, load_state_strict, read_json_object,
+                                      read_safetensors, weights_file)
 from foresplat.models.adapters.similarity import Similarity, fit_cameras, sh_rotation, transform_gaussians
 from foresplat.models.geometry import matrix_to_quat, quat_multiply
 
@@ -51,19 +48,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def da3_modules() -> dict[str, ModuleType]:
-    """depth_anything_3's {cfg, registry, model.utils.transform, utils.geometry} (MissingExtraError if absent)."""
+    """depth_anything_3's {cfg, registry, model.utils.transform, utils.geometry, model.gs_adapter}
+    (MissingExtraError if the pinned package, or a module its model code imports, is absent)."""
     hint = (f"pip install 'foresplat[da3]', or, keeping a CPU torch (as scripts/install.sh does): "
             f"pip install addict omegaconf einops e3nn && pip install --no-deps depth-anything-3=={DA3_VERSION} evo")
-    if importlib.util.find_spec("depth_anything_3") is None:
-        raise MissingExtraError(f"model 'da3' needs the package depth-anything-3=={DA3_VERSION}: {hint}")
-    version = importlib.metadata.version("depth-anything-3")
-    if version != DA3_VERSION:
-        raise MissingExtraError(f"model 'da3' needs depth-anything-3=={DA3_VERSION}, found {version}: {hint}")
     names = ("cfg", "registry", "model.utils.transform", "utils.geometry", "model.gs_adapter")
-    try:
-        return {n: importlib.import_module(f"depth_anything_3.{n}") for n in names}
-    except ModuleNotFoundError as e:
-        raise MissingExtraError(f"model 'da3': depth-anything-3 needs the module {e.name!r}: {hint}") from e
+    return import_pinned("da3", "depth-anything-3", DA3_VERSION, "depth_anything_3", names, hint)
 
 
 @dataclass
@@ -215,29 +205,14 @@ def load(weights: Path) -> DA3Adapter:
     """weights: a folder with model.safetensors and config.json (as the package's save_pretrained
     writes: keys may carry the wrapper's "model." prefix), or a .safetensors file with config.json
     beside it. Strict: every parameter present with its shape, and nothing else."""
-    from safetensors.torch import load_file
-
     da3_modules()
-    weights = Path(weights)
-    st = weights / "model.safetensors" if weights.is_dir() else weights
-    if not st.is_file():
-        raise FileNotFoundError(f"--weights: {st} does not exist (model 'da3' expects model.safetensors "
-                                "and config.json in the folder)")
+    st = weights_file(weights, "da3")
     cfg_path = st.parent / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"--weights: {cfg_path} does not exist (model 'da3' needs the config.json "
                                 "that comes with the weights)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{cfg_path}: cannot read the config: {e}") from e
-    if not isinstance(config, dict):
-        raise ValueError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
-    net = build_net(config, str(cfg_path))
-    try:
-        state = load_file(str(st))
-    except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{st}: not a readable safetensors file: {e}") from e
+    net = build_net(read_json_object(cfg_path, "the Depth Anything 3 config"), str(cfg_path))
+    state = read_safetensors(st)
     if state and all(k.startswith("model.") for k in state):
         state = {k[len("model."):]: v for k, v in state.items()}
     load_state_strict(net, state, str(st), f"the DepthAnything3Net of {cfg_path}")

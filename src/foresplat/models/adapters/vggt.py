@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from foresplat.models.adapter import load_state_strict
-from foresplat.models.adapters.anysplat import AnySplatAdapter, _read_config, ffgs_anysplat
+from foresplat.models.adapters.anysplat import AnySplatAdapter, build_from_weights
 
 UNUSED_HEADS = ("point_head.", "track_head.")
 """Keys of VGGT's checkpoint that the adapter does not use (skipped, not an error)."""
@@ -42,29 +41,9 @@ class VGGTAdapter(AnySplatAdapter):
 def load(weights: Path) -> VGGTAdapter:
     """weights: a folder with VGGT's model.safetensors (and optionally config.json), or a .safetensors
     file (config.json beside it, if any). Strict on aggregator / camera_head / depth_head."""
-    from safetensors.torch import load_file
-
-    mods = ffgs_anysplat()
-    weights = Path(weights)
-    st = weights / "model.safetensors" if weights.is_dir() else weights
-    if not st.is_file():
-        raise FileNotFoundError(f"--weights: {st} does not exist (model 'vggt' expects VGGT's "
-                                "model.safetensors in the folder, or a .safetensors file)")
-    cfg_path = st.parent / "config.json"
-    config = _read_config(cfg_path) if cfg_path.is_file() else {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(HEAD_SEED)
-        try:
-            model = mods["modeling"].AnySplat(**config)
-        except TypeError as e:
-            raise ValueError(f"{cfg_path}: not arguments of ffgs's AnySplat: {e}") from e
-    try:
-        state = load_file(str(st))
-    except Exception as e:  # safetensors raises its own error type for a damaged file
-        raise ValueError(f"{st}: not a readable safetensors file: {e}") from e
+    model, state, st, of_config = build_from_weights(weights, "vggt", seed=HEAD_SEED)
     enc = model.encoder
     vggt = nn.ModuleDict({"aggregator": enc.aggregator, "camera_head": enc.camera_head, "depth_head": enc.depth_head})
     used = {k: v for k, v in state.items() if not k.startswith(UNUSED_HEADS)}
-    load_state_strict(vggt, used, str(st), "VGGT's aggregator, camera_head and depth_head"
-                      + (f" of {cfg_path}" if config else ""))
+    load_state_strict(vggt, used, str(st), "VGGT's aggregator, camera_head and depth_head" + of_config)
     return VGGTAdapter(model)

@@ -1,0 +1,89 @@
+"""The adapters' networks at tiny sizes with random weights, from the packages' real classes: one
+definition for tests/test_adapters_*.py and benchmarks/adapters.py.
+
+    model = tiny_anysplat(seed=0, voxelize=False)   # ffgs's AnySplat: 4-layer, 32-wide VGGT aggregator
+    net = small_da3(seed=0)                          # DepthAnything3Net: ViT-S DinoV2, narrow heads
+    adapter = tiny_adapter("vggt")                   # edge (edge-t), anysplat, vggt or da3 at these sizes
+
+The builders seed the global generator (torch.manual_seed) and raise MissingExtraError when the
+model's optional package is not installed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from foresplat.models.adapter import ModelAdapter
+
+TINY_ANYSPLAT: dict[str, Any] = dict(
+    img_size=56, patch_size=14, embed_dim=32, intermediate_layer_idx=[0, 1, 2, 3], voxel_size=0.05,
+    aggregator=dict(depth=4, num_heads=2, patch_embed="conv"),
+    camera_head=dict(trunk_depth=1, num_heads=2),
+    depth_head=dict(intermediate_layer_idx=[0, 1, 2, 3], features=16, out_channels=[8, 16, 32, 32]),
+    gs_head=dict(intermediate_layer_idx=[0, 1, 2, 3], out_channels=[8, 16, 32, 32]))
+"""ffgs AnySplat arguments of a few-layer AnySplat (SH degree 4 as released: ffgs's Gaussian head needs
+degree >= 3; voxel fusion on, as released)."""
+
+
+def _obj(path: str, name: str) -> dict[str, Any]:
+    return {"__object__": {"path": f"depth_anything_3.model.{path}", "name": name, "args": "as_params"}}
+
+
+SMALL_DA3: dict[str, Any] = {
+    **_obj("da3", "DepthAnything3Net"),
+    "net": {**_obj("dinov2.dinov2", "DinoV2"), "name": "vits", "out_layers": [5, 7, 9, 11], "alt_start": 4,
+            "qknorm_start": 4, "rope_start": 4, "cat_token": True},
+    "head": {**_obj("dualdpt", "DualDPT"), "dim_in": 768, "output_dim": 2, "features": 32,
+             "out_channels": [16, 32, 64, 64]},
+    "cam_enc": {**_obj("cam_enc", "CameraEnc"), "dim_out": 384},
+    "cam_dec": {**_obj("cam_dec", "CameraDec"), "dim_in": 768},
+    "gs_head": {**_obj("gsdpt", "GSDPT"), "dim_in": 768, "output_dim": 38, "features": 32,
+                "out_channels": [16, 32, 64, 64]},
+    "gs_adapter": {**_obj("gs_adapter", "GaussianAdapter"), "sh_degree": 2, "pred_color": False,
+                   "pred_offset_depth": True, "pred_offset_xy": True, "gaussian_scale_min": 1e-5,
+                   "gaussian_scale_max": 30.0},
+}
+"""A DepthAnything3Net config in the package's layout: the giant preset's (DualDPT, camera encoder /
+decoder, GSDPT, SH degree 2) at ViT-S with narrow heads."""
+
+
+def tiny_anysplat(seed: int = 0, **overrides: Any) -> torch.nn.Module:
+    """ffgs's AnySplat with TINY_ANYSPLAT's arguments (`overrides` replace some), weights from `seed`, in eval mode."""
+    from foresplat.models.adapters.anysplat import ffgs_anysplat
+
+    modeling = ffgs_anysplat()["modeling"]
+    torch.manual_seed(seed)
+    return modeling.AnySplat(**copy.deepcopy({**TINY_ANYSPLAT, **overrides})).eval()
+
+
+def small_da3(seed: int = 0) -> torch.nn.Module:
+    """DepthAnything3Net of SMALL_DA3, weights from `seed`, in eval mode."""
+    from foresplat.models.adapters.da3 import build_net
+
+    torch.manual_seed(seed)
+    return build_net({"config": SMALL_DA3}, "SMALL_DA3").eval()
+
+
+def tiny_adapter(name: str, seed: int = 0) -> ModelAdapter:
+    """The adapter `name` over the networks above, weights from `seed`: edge (the edge-t predictor),
+    anysplat (voxel fusion), vggt (the same network without fusion) or da3."""
+    if name == "edge":
+        from foresplat.models import Predictor, PredictorConfig
+        from foresplat.models.adapters.edge import EdgeAdapter
+
+        torch.manual_seed(seed)
+        return EdgeAdapter(Predictor(PredictorConfig.preset("edge-t")))
+    if name in ("anysplat", "vggt"):
+        from foresplat.models.adapters.anysplat import AnySplatAdapter
+        from foresplat.models.adapters.vggt import VGGTAdapter
+
+        cls = AnySplatAdapter if name == "anysplat" else VGGTAdapter
+        return cls(tiny_anysplat(seed, voxelize=name == "anysplat"))
+    if name == "da3":
+        from foresplat.models.adapters.da3 import DA3Adapter
+
+        return DA3Adapter(small_da3(seed))
+    raise ValueError(f"unknown model {name!r}; expected edge, anysplat, vggt or da3")
