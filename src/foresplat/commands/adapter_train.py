@@ -4,7 +4,7 @@
         --iterations 500 --out runs/anysplat_metagrad
     foresplat predict SCENE --model anysplat --weights weights/anysplat --head runs/anysplat_metagrad/head
 
-Any registered adapter (foresplat.models.adapter: edge, anysplat, da3, vggt). Only the head trains: the
+Any registered adapter (foresplat.models.adapter: edge, anysplat, da3, vggt, pi3x). Only the head trains: the
 frozen part runs without gradients and its digest (sha256 of every other parameter) is recorded before
 and after, and must match. The TrainConfig (preset + overrides) gives the scenes (one per iteration,
 foresplat.train.data.sample_split slot 0: batch_size, warm-up, the lr schedule and resume are not

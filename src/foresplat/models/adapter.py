@@ -349,3 +349,6 @@ register_adapter(AdapterSpec("da3", "foresplat.models.adapters.da3:load", "da3",
 register_adapter(AdapterSpec("vggt", "foresplat.models.adapters.vggt:load", "anysplat",
                              "a folder with VGGT's model.safetensors (+ config.json), or a .safetensors file; "
                              "a new Gaussian head, fine-tuned with --head"))
+register_adapter(AdapterSpec("pi3x", "foresplat.models.adapters.pi3x:load", "anysplat",
+                             "a folder with Pi3X's model.safetensors (+ config.json), or a .safetensors file; "
+                             "needs pi3 installed from a clone; a new Gaussian head, fine-tuned with --head"))

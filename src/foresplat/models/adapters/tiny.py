@@ -87,3 +87,34 @@ def tiny_adapter(name: str, seed: int = 0) -> ModelAdapter:
 
         return DA3Adapter(small_da3(seed))
     raise ValueError(f"unknown model {name!r}; expected edge, anysplat, vggt or da3")
+
+
+TINY_PI3X: dict[str, Any] = {
+    "pi3x": dict(embed_dim=32, img_size=56, encoder_depth=2, encoder_heads=2, decoder_depth=4, decoder_heads=2,
+                 head_dim=32, head_heads=2, head_depth=1, camera_dim=16, metric_dim=16, metric_heads=2,
+                 upsample=[16, 16, 16], last_conv_channels=8, pose_inject_blocks=1, multimodal=True),
+    "gs_channels": [8, 16, 32, 32],
+    "gs_layers": [0, 1, 1, 1],
+    "sh_degree": 3,
+}
+"""A pi3x config.json (foresplat.models.adapters.pi3x) of a tiny Pi3X: 2-layer, 32-wide DINOv2 encoder,
+4 decoder blocks (2 pairs), 1-block heads, the prior branches present (as released); a narrow
+Gaussian head (the lowest SH degree ffgs's head takes, 3)."""
+
+
+def tiny_pi3x(seed: int = 0) -> torch.nn.Module:
+    """pi3's Pi3X at TINY_PI3X's sizes (foresplat.models.adapters.pi3x.build_pi3x), weights from `seed`, in eval mode."""
+    from foresplat.models.adapters.pi3x import build_pi3x
+
+    torch.manual_seed(seed)
+    return build_pi3x(copy.deepcopy(TINY_PI3X["pi3x"])).eval()
+
+
+def tiny_pi3x_adapter(seed: int = 0) -> ModelAdapter:
+    """The pi3x adapter over tiny_pi3x(seed) with TINY_PI3X's Gaussian head (weights from seed + 1)."""
+    from foresplat.models.adapters.pi3x import Pi3XAdapter, build_gs_head
+
+    net = tiny_pi3x(seed)
+    torch.manual_seed(seed + 1)
+    head = build_gs_head(net, TINY_PI3X["sh_degree"], TINY_PI3X["gs_layers"], TINY_PI3X["gs_channels"])
+    return Pi3XAdapter(net, head, TINY_PI3X["sh_degree"], TINY_PI3X["gs_layers"])
