@@ -5,7 +5,8 @@ head-only backward, per model, on a CPU or a GPU.
     foresplat bench adapters --device cpu                 # the same
 
 Models: edge (edge-t), anysplat (a 4-layer, 32-wide VGGT aggregator; SH degree 4; voxel fusion), vggt
-(the same network, no fusion) and da3 (ViT-S DinoV2 with narrow heads, SH degree 2): the networks of
+(the same network, no fusion), da3 (ViT-S DinoV2 with narrow heads, SH degree 2) and pi3x (a 2-layer,
+32-wide DINOv2, 4 decoder blocks, a narrow Gaussian head of SH degree 3): the networks of
 foresplat.models.adapters.tiny, which tests/test_adapters_*.py use too. Models whose optional package
 is missing are listed as such. Times are the median over --repeats runs after one warm-up (CUDA
 synchronised); the input is --views random views of --size x --size px (a multiple of 112: of 14 and
@@ -96,6 +97,13 @@ def full_head_sizes() -> list[tuple[str, int]]:
         out.append(("da3-giant: gs_head", sum(p.numel() for p in head.parameters())))
     except MissingExtraError as e:
         out.append((f"da3: not installed ({e})", 0))
+    try:
+        from foresplat.models.adapters.pi3x import build_gs_head
+
+        head = build_gs_head(1024)  # over Pi3X's decoder (1024 wide), SH degree 3
+        out.append(("pi3x: the new Gaussian head", sum(p.numel() for p in head.parameters())))
+    except MissingExtraError as e:
+        out.append((f"pi3x: not installed ({e})", 0))
     return out
 
 
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--size", type=int, default=112, help="image side, a multiple of 112 (14 and 16)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--models", nargs="+", default=["edge", "anysplat", "vggt", "da3"])
+    ap.add_argument("--models", nargs="+", default=["edge", "anysplat", "vggt", "da3", "pi3x"])
     ap.add_argument("--full-heads", action="store_true",
                     help="only print the parameter counts of the released models' Gaussian heads")
     args = ap.parse_args(argv)

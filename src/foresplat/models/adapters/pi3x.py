@@ -156,17 +156,13 @@ def build_pi3x(sizes: dict[str, Any] | None = None) -> nn.Module:
     return net
 
 
-def build_gs_head(net: nn.Module, sh_degree: int, layers: list[int],
-                  out_channels: list[int] | None = None) -> nn.Module:
-    """A new VGGT_DPT_GS_Head over `net`'s decoder pairs `layers` (4 indices; tokens 2 x its width) with
-    8 + 3 (d+1)^2 output channels and `out_channels` (default GS_HEAD_CHANNELS); weights from the global
-    generator. ValueError for a pair index out of range or an SH degree below 3."""
-    pairs = len(net.decoder) // 2
-    if len(layers) != 4 or any(not 0 <= i < pairs for i in layers):
-        raise ValueError(f"pi3x gs_layers: expected 4 decoder pair indices in [0, {pairs}), got {layers}")
+def build_gs_head(width: int, sh_degree: int = 3, out_channels: list[int] | None = None) -> nn.Module:
+    """A new VGGT_DPT_GS_Head over four token layers of 2 x `width` channels (Pi3X's decoder width; 1024
+    released) with 8 + 3 (d+1)^2 output channels and `out_channels` (default GS_HEAD_CHANNELS); weights
+    from the global generator. ValueError for an SH degree below 3."""
     if sh_degree < 3:
         raise ValueError(f"pi3x sh_degree: ffgs's Gaussian head needs SH degree >= 3, got {sh_degree}")
-    return gs_head_class()(dim_in=2 * net.dec_embed_dim, patch_size=(PATCH, PATCH),
+    return gs_head_class()(dim_in=2 * width, patch_size=(PATCH, PATCH),
                            output_dim=8 + 3 * (sh_degree + 1) ** 2, features=256,
                            out_channels=list(out_channels or GS_HEAD_CHANNELS), intermediate_layer_idx=[0, 1, 2, 3])
 
@@ -216,6 +212,9 @@ class Pi3XAdapter(ModelAdapter):
         self.net.use_multimodal = False  # images alone: the prior branches stay loaded, unused
         self.head = head
         self.layers = list(GS_LAYERS if layers is None else layers)
+        pairs = len(net.decoder) // 2
+        if len(self.layers) != 4 or any(not 0 <= i < pairs for i in self.layers):
+            raise ValueError(f"pi3x gs_layers: expected 4 decoder pair indices in [0, {pairs}), got {self.layers}")
         self.sh_degree = int(sh_degree)
         d_sh = (self.sh_degree + 1) ** 2
         mask = torch.ones(d_sh)
@@ -292,7 +291,7 @@ def load(weights: Path) -> Pi3XAdapter:
         try:
             net = build_pi3x(config.get("pi3x"))
             torch.manual_seed(HEAD_SEED)
-            head = build_gs_head(net, sh_degree, layers, config.get("gs_channels"))
+            head = build_gs_head(net.dec_embed_dim, sh_degree, config.get("gs_channels"))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{cfg_path}: not a pi3x config: {e}") from e
     load_state_strict(net, read_safetensors(st), str(st), "Pi3X" + (f" of {cfg_path}" if config else ""))

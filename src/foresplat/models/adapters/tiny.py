@@ -3,7 +3,8 @@ definition for tests/test_adapters_*.py and benchmarks/adapters.py.
 
     model = tiny_anysplat(seed=0, voxelize=False)   # ffgs's AnySplat: 4-layer, 32-wide VGGT aggregator
     net = small_da3(seed=0)                          # DepthAnything3Net: ViT-S DinoV2, narrow heads
-    adapter = tiny_adapter("vggt")                   # edge (edge-t), anysplat, vggt or da3 at these sizes
+    net = tiny_pi3x(seed=0)                          # pi3's Pi3X: 2-layer DINOv2, 4 decoder blocks
+    adapter = tiny_adapter("vggt")                   # edge (edge-t), anysplat, vggt, da3 or pi3x at these sizes
 
 The builders seed the global generator (torch.manual_seed) and raise MissingExtraError when the
 model's optional package is not installed.
@@ -69,7 +70,7 @@ def small_da3(seed: int = 0) -> torch.nn.Module:
 
 def tiny_adapter(name: str, seed: int = 0) -> ModelAdapter:
     """The adapter `name` over the networks above, weights from `seed`: edge (the edge-t predictor),
-    anysplat (voxel fusion), vggt (the same network without fusion) or da3."""
+    anysplat (voxel fusion), vggt (the same network without fusion), da3 or pi3x (tiny_pi3x_adapter)."""
     if name == "edge":
         from foresplat.models import Predictor, PredictorConfig
         from foresplat.models.adapters.edge import EdgeAdapter
@@ -86,7 +87,9 @@ def tiny_adapter(name: str, seed: int = 0) -> ModelAdapter:
         from foresplat.models.adapters.da3 import DA3Adapter
 
         return DA3Adapter(small_da3(seed))
-    raise ValueError(f"unknown model {name!r}; expected edge, anysplat, vggt or da3")
+    if name == "pi3x":
+        return tiny_pi3x_adapter(seed)
+    raise ValueError(f"unknown model {name!r}; expected edge, anysplat, vggt, da3 or pi3x")
 
 
 TINY_PI3X: dict[str, Any] = {
@@ -116,5 +119,5 @@ def tiny_pi3x_adapter(seed: int = 0) -> ModelAdapter:
 
     net = tiny_pi3x(seed)
     torch.manual_seed(seed + 1)
-    head = build_gs_head(net, TINY_PI3X["sh_degree"], TINY_PI3X["gs_layers"], TINY_PI3X["gs_channels"])
+    head = build_gs_head(net.dec_embed_dim, TINY_PI3X["sh_degree"], TINY_PI3X["gs_channels"])
     return Pi3XAdapter(net, head, TINY_PI3X["sh_degree"], TINY_PI3X["gs_layers"])
