@@ -48,6 +48,28 @@ def test_cli_ctrl_c_leaves_valid_outputs(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".tmp*"))
 
 
+def test_cli_sigterm_writes_the_state_after_the_running_step(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    real_step = Refiner.step
+
+    def step(self, g, state, k, gen, *a, **kw):
+        if k == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled after this step: the loop stops after step 3
+        return real_step(self, g, state, k, gen, *a, **kw)
+
+    monkeypatch.setattr(Refiner, "step", step)
+    previous = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "term.ply"
+    assert refine_cmd.main(ARGS + ["--out", str(out), "--init", "points"]) == 130
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    m = json.loads(out.with_suffix(".json").read_text())
+    assert m["interrupted"] and m["steps_done"] == 3 and len(m["losses"]) == 3
+    assert read_ply(out).num == m["num_gaussians"]
+    assert "SIGTERM: writing the current state" in capsys.readouterr().err
+
+
 def test_cli_init_from_ply_and_errors(tmp_path):
     from foresplat.data.synthetic import SyntheticConfig, generate_scene
 

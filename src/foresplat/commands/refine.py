@@ -8,7 +8,7 @@ The scene (any format `foresplat.data.load_scene` reads, or `synthetic:SEED` for
 is resized if asked, split into context / target views (`split_views`), refined on the context
 views with a progress bar (loss, PSNR of the step's view), and evaluated on the held-out target
 views (PSNR / SSIM) before the chosen steps and at the end. Outputs: the refined .ply (atomic) and
-a JSON of the metrics next to it (same stem). Ctrl-C writes both for the last state, exits 130.
+a JSON of the metrics next to it (same stem). Ctrl-C or SIGTERM writes both for the last state, exits 130.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from foresplat.data.spec import load_scene_spec, resize_to
 from foresplat.refine.config import RefineConfig
 from foresplat.refine.init import initialize, scene_background
 from foresplat.refine.refiner import Refiner, view_metrics
+from foresplat.train.signals import StopOnSignal
 
 
 @dataclass
@@ -201,24 +202,29 @@ def run(cmd: RefineCommand) -> int:
                dynamic_ncols=True)
     t_start = time.perf_counter()
     try:
-        for k in range(cfg.steps + 1):
-            if live is not None and (k % cmd.view_every == 0 or k == cfg.steps):
-                t_view = time.perf_counter()
-                live.update(k, cfg.steps, g, report["losses"][-1] if report["losses"] else None)
-                report["view_seconds"] = report.get("view_seconds", 0.0) + time.perf_counter() - t_view
-            if k in evals:
-                evaluate(k)
-                e = report["eval"][-1]
-                bar.write(f"step {k}: held-out PSNR {e['psnr']:.2f} dB, SSIM {e['ssim']:.4f}")
-            if k == cfg.steps:
-                break
-            g, state, loss = refiner.step(g, state, k, gen, inplace=True, stats=stats)
-            report["losses"].append(loss)
-            report["train_psnr"].append(stats["psnr"])
-            report["steps_done"] = k + 1
-            bar.update(1)
-            if k % 10 == 0 or k == cfg.steps - 1:
-                bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{stats['psnr']:.2f}", refresh=False)
+        with StopOnSignal("writing the current state after this step, then stopping "
+                          "(send it again to stop at once; the state is still written)") as stop:
+            for k in range(cfg.steps + 1):
+                if live is not None and (k % cmd.view_every == 0 or k == cfg.steps):
+                    t_view = time.perf_counter()
+                    live.update(k, cfg.steps, g, report["losses"][-1] if report["losses"] else None)
+                    report["view_seconds"] = report.get("view_seconds", 0.0) + time.perf_counter() - t_view
+                if k in evals:
+                    evaluate(k)
+                    e = report["eval"][-1]
+                    bar.write(f"step {k}: held-out PSNR {e['psnr']:.2f} dB, SSIM {e['ssim']:.4f}")
+                if k == cfg.steps:
+                    break
+                g, state, loss = refiner.step(g, state, k, gen, inplace=True, stats=stats)
+                report["losses"].append(loss)
+                report["train_psnr"].append(stats["psnr"])
+                report["steps_done"] = k + 1
+                bar.update(1)
+                if k % 10 == 0 or k == cfg.steps - 1:
+                    bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{stats['psnr']:.2f}", refresh=False)
+                if stop.requested():
+                    report["interrupted"] = True
+                    break
     except KeyboardInterrupt:
         report["interrupted"] = True
     finally:

@@ -1,4 +1,4 @@
-"""Graceful stop of a training loop on SIGINT / SIGTERM.
+"""Graceful stop of a training (or refinement) loop on SIGINT / SIGTERM.
 
     with StopOnSignal() as stop:
         for it in ...:
@@ -28,7 +28,10 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class StopOnSignal:
     """Context manager turning the first SIGINT/SIGTERM into a stop request (see module)."""
 
-    def __init__(self):
+    def __init__(self, on_stop: str = "saving a checkpoint after this iteration, then stopping "
+                                      "(send it again to abort without saving)"):
+        """on_stop: what the first signal's stderr line says will happen."""
+        self.on_stop = on_stop
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
 
@@ -37,8 +40,7 @@ class StopOnSignal:
             self._restore()
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        print(f"\n{self.signal_name}: saving a checkpoint after this iteration, then stopping "
-              "(send it again to abort without saving)", file=sys.stderr, flush=True)
+        print(f"\n{self.signal_name}: {self.on_stop}", file=sys.stderr, flush=True)
 
     def request(self, name: str = "request") -> None:
         """Asks the loop to stop as a signal would (for tests and embedding code)."""
