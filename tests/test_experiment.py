@@ -114,6 +114,29 @@ def test_gpu_preset_builds_its_finetune_and_eval_configs(tmp_path):
     assert (ec.num_context, ec.num_target, ec.image_size) == (12, 4, 224)
 
 
+def test_anchor_views_and_scene_pool_reach_the_finetunes_and_old_runs_resume(tmp_path, capsys):
+    from foresplat.cli import main
+    from foresplat.experiment.runner import finetune_config, prepare_out_dir
+
+    cfg = claim_preset("cpu", anchor_views="both", synthetic_pool=0)
+    tc = finetune_config(cfg, "metagrad", tmp_path / "b", 0, tmp_path / "m", progress=False).validate()
+    assert tc.rule.anchor_views == "both" and tc.synthetic_pool == 0 and tc.rule.refine.steps == 2000
+    plain = finetune_config(claim_preset("cpu"), "metagrad", tmp_path / "b", 0, tmp_path / "m", progress=False)
+    assert plain.rule.anchor_views == "target" and plain.synthetic_pool == 64  # the real preset's pool
+    assert main(["experiment", "claim", "--preset", "cpu", "--anchor-views", "context", "--synthetic-pool", "0",
+                 "--plan", "--no-estimate"]) == 0
+    printed = capsys.readouterr().out
+    assert "'anchor_views': 'context'" in printed and "'synthetic_pool': 0" in printed
+    # a run recorded before these fields existed resumes with their defaults, and not with others
+    record = prepare_out_dir(tmp_path / "old", claim_preset("cpu"), resume=False)
+    for key in ("anchor_views", "synthetic_pool"):
+        del record["config"][key]
+    (tmp_path / "old" / "claim.json").write_text(json.dumps(record))
+    assert prepare_out_dir(tmp_path / "old", claim_preset("cpu"), resume=True)["config"] == record["config"]
+    with pytest.raises(ValueError, match="anchor_views"):
+        prepare_out_dir(tmp_path / "old", claim_preset("cpu", anchor_views="both"), resume=True)
+
+
 def test_demo_finetune_config_is_the_shared_one():
     from foresplat.meta import RuleConfig
     from foresplat.train import train_preset

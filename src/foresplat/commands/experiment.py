@@ -53,6 +53,10 @@ class ClaimCommand:
     """Override the largest K."""
     stride: int | None = None
     """Override MetaGrad's anchor stride (paper: 40; Table 5 ablates 1 / 20 / 80)."""
+    anchor_views: Literal["context", "target", "both"] | None = None
+    """Override the views MetaGrad's anchors score (default target: held-out views of each training scene)."""
+    synthetic_pool: int | None = None
+    """Override the number of distinct synthetic fine-tuning scenes (0 = an endless stream)."""
     eval_scenes: int | None = None
     """Override the number of unseen synthetic scenes (>= 16 for a verdict)."""
     real: bool | None = None
@@ -73,7 +77,8 @@ def resolve(cmd: ClaimCommand):
 
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
                         finetune_lr=cmd.finetune_lr, lam=cmd.lam, k_min=cmd.k_min, k_max=cmd.k_max,
-                        stride=cmd.stride, eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
+                        stride=cmd.stride, anchor_views=cmd.anchor_views, synthetic_pool=cmd.synthetic_pool,
+                        eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
                         device=cmd.device)
 
 

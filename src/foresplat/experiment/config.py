@@ -42,6 +42,10 @@ class ClaimConfig:
     """Target views per fine-tuning scene (None: the preset's)."""
     synthetic_only: bool = True
     """Fine-tune on synthetic scenes only (drop the preset's real-scene `datasets`)."""
+    synthetic_pool: int | None = None
+    """Distinct synthetic fine-tuning scenes (None: the train preset's pool; 0: an endless stream)."""
+    anchor_views: Literal["context", "target", "both"] | None = None
+    """Views MetaGrad's anchors score the refined state on (None: RuleConfig's default, "target")."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds: each gets one vanilla and one MetaGrad fine-tune (same scenes and draws within a seed)."""
     finetune_iterations: int = 150
@@ -113,6 +117,8 @@ class ClaimConfig:
                 bad(name, "a positive integer")
         if self.base_iterations is not None and self.base_iterations < 1:
             bad("base_iterations", "a positive integer or None")
+        if self.synthetic_pool is not None and self.synthetic_pool < 0:
+            bad("synthetic_pool", "a non-negative integer (0 = endless) or None")
         for name in ("train_size", "train_context", "train_target"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad(name, "a positive integer or None")

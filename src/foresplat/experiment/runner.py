@@ -32,6 +32,9 @@ MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
 
+ADDED_FIELDS = ("synthetic_pool", "anchor_views")
+"""ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
+
 
 @dataclass
 class ClaimRun:
@@ -66,7 +69,10 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
         if not resume:
             raise FileExistsError(f"--out {out}: holds an earlier claim run; pass --resume to continue it "
                                   "or choose another folder")
-        old = {k: v for k, v in (record.get("config") or {}).items() if k not in RESULT_NEUTRAL}
+        # a field added after the run was started counts as its default (what that run used)
+        defaults = _config_dict(ClaimConfig(name=config.name))
+        old = {k: v for k, v in {**{k: defaults[k] for k in ADDED_FIELDS}, **(record.get("config") or {})}.items()
+               if k not in RESULT_NEUTRAL}
         if old != {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}:
             diff = sorted(k for k in cfg if k not in RESULT_NEUTRAL and old.get(k) != cfg[k])
             raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
@@ -120,11 +126,15 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
     overrides.update(num_context=ctx, num_target=tgt, synthetic=replace(syn, num_views=max(syn.num_views, ctx + tgt)))
     if config.synthetic_only:
         overrides["datasets"] = ()
-    refine = replace(preset.rule.refine, steps=config.refine_horizon)
+    if config.synthetic_pool is not None:
+        overrides["synthetic_pool"] = config.synthetic_pool
+    rule_overrides: dict = {"refine": replace(preset.rule.refine, steps=config.refine_horizon)}
+    if config.anchor_views is not None:
+        rule_overrides["anchor_views"] = config.anchor_views
     return head_finetune_config(rule, base, preset=config.train_preset, iterations=config.finetune_iterations,
                                 lr=config.finetune_lr, seed=seed, out_dir=out_dir, k_min=config.k_min,
                                 k_max=config.k_max, stride=config.stride, lam=config.lam,
-                                rule_overrides={"refine": refine}, **overrides)
+                                rule_overrides=rule_overrides, **overrides)
 
 
 def _finished(run_dir: Path) -> bool:
