@@ -36,6 +36,20 @@ def test_default_names_the_shipped_asset(monkeypatch, tmp_path):
         Predictor.from_checkpoint("default")
 
 
+def test_default_is_default_base_with_a_fine_tuned_head():
+    assert pretrained.resolve_checkpoint("default-base") == pretrained.BASE_STEM
+    shipped = Predictor.from_checkpoint("default").state_dict()
+    base = Predictor.from_checkpoint("default-base").state_dict()
+    assert shipped.keys() == base.keys()
+    changed = {k for k in shipped if not torch.equal(shipped[k], base[k])}
+    assert changed and all(k.startswith("head.") for k in changed)  # the backbone is bit-identical
+    size = sum(p.with_suffix(".safetensors").stat().st_size for p in (pretrained.DEFAULT_STEM, pretrained.BASE_STEM))
+    assert size < 8e6
+    from foresplat.experiment import claim_preset
+
+    assert claim_preset("cpu").base == claim_preset("gpu").base == "default-base"  # vanilla vs MetaGrad from one start
+
+
 def test_shipped_predictor_loads_and_predicts_on_a_real_scene():
     assert pretrained.DEFAULT_STEM.with_suffix(".json").is_file(), "the package must ship its predictor"
     size = pretrained.DEFAULT_STEM.with_suffix(".safetensors").stat().st_size

@@ -28,8 +28,9 @@ class ClaimConfig:
 
     name: str
     """Preset name (recorded in the results)."""
-    base: str = "default"
-    """Base predictor: "default" (the shipped one), a checkpoint path, or "train" (train one with train_preset)."""
+    base: str = "default-base"
+    """Base predictor: "default-base" (the shipped predictor before its MetaGrad head fine-tune), "default",
+    a checkpoint path, or "train" (train one with train_preset)."""
     base_iterations: int | None = None
     """With base="train": outer iterations of the base (None: the train preset's own)."""
     train_preset: str = "real"
@@ -151,7 +152,7 @@ class ClaimConfig:
         if self.device == "cpu" and self.backend == "gsplat":
             bad("backend", "cpu, reference or auto on device cpu (gsplat needs CUDA)")
         if not self.base:
-            bad("base", '"default", "train" or a checkpoint path')
+            bad("base", '"default-base", "default", "train" or a checkpoint path')
         return self
 
     def with_overrides(self, **overrides) -> "ClaimConfig":
@@ -166,11 +167,11 @@ CLAIM_PRESETS: dict[str, ClaimConfig] = {
         eval_scenes=3, image_size=32, num_context=4, num_target=2, steps=(0, 2, 5, 10, 20),
         budgets=(1.0, 2.0), time_scale=0.01, match_within=5, n_boot=200),
     "cpu": ClaimConfig(
-        name="cpu", base="default", train_preset="real", train_size=48, seeds=(0, 1, 2),
+        name="cpu", base="default-base", train_preset="real", train_size=48, seeds=(0, 1, 2),
         finetune_iterations=100, finetune_lr=1e-2, k_min=50, k_max=500, stride=40, eval_scenes=16,
         image_size=48, num_context=6, num_target=4, time_scale=0.1),
     "gpu": ClaimConfig(
-        name="gpu", base="default", train_preset="real", train_size=224, train_context=12, train_target=4,
+        name="gpu", base="default-base", train_preset="real", train_size=224, train_context=12, train_target=4,
         seeds=(0, 1, 2), finetune_iterations=2000, finetune_lr=1e-3, k_min=50, k_max=500, stride=40,
         eval_scenes=32, real_scenes=True, image_size=224, num_context=12, num_target=4,
         backend="gsplat", device="cuda", rule_workers=1),

@@ -1,7 +1,12 @@
-"""The predictor shipped inside the package, and the name `default` that stands for it.
+"""The predictors shipped inside the package, and the names `default` and `default-base` for them.
 
     resolve_checkpoint("default") -> <package>/assets/edge-r-real      (any other path is returned as is)
     Predictor.from_checkpoint("default")                              the shipped real-capture predictor
+    resolve_checkpoint("default-base") -> <package>/assets/edge-r-real-base
+
+`default` is `default-base` with its Gaussian head fine-tuned by MetaGrad (docs/REAL.md); the backbone
+weights of the two are identical. `default-base` (the vanilla-trained network) is the base of the
+claim experiment's head fine-tunes, which compare vanilla and MetaGrad from the same start.
 
 Wherever a command takes a checkpoint (`predict --ckpt`, `eval --ckpt`, `refine --init ckpt:`),
 `default` names the shipped one; `predict` without --ckpt/--model and `refine --init predicted`
@@ -25,16 +30,23 @@ DEFAULT_NAME = "default"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_STEM = ASSETS / "edge-r-real"
 """The shipped checkpoint pair: edge-r-real.safetensors + edge-r-real.json."""
+BASE_NAME = "default-base"
+"""The checkpoint spec that names the shipped predictor's base (before the MetaGrad head fine-tune)."""
+BASE_STEM = ASSETS / "edge-r-real-base"
+"""The base's checkpoint pair: edge-r-real-base.safetensors + .json."""
 
 
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
-    """`default` -> the shipped checkpoint's stem (FileNotFoundError if this install lacks it); else Path(spec)."""
-    if str(spec) != DEFAULT_NAME:
+    """`default` / `default-base` -> the shipped checkpoint's stem (FileNotFoundError if this install
+    lacks it); any other spec -> Path(spec)."""
+    stems = {DEFAULT_NAME: DEFAULT_STEM, BASE_NAME: BASE_STEM}
+    if str(spec) not in stems:
         return Path(spec)
-    if not DEFAULT_STEM.with_suffix(".json").is_file():
-        raise FileNotFoundError(f"checkpoint 'default': the shipped predictor {DEFAULT_STEM}.json is missing "
+    stem = stems[str(spec)]
+    if not stem.with_suffix(".json").is_file():
+        raise FileNotFoundError(f"checkpoint {str(spec)!r}: the shipped predictor {stem}.json is missing "
                                 "from this installation (reinstall foresplat, or give --ckpt PATH)")
-    return DEFAULT_STEM
+    return stem
 
 
 def write_asset(run_checkpoint: str | os.PathLike, command: str, out_stem: Path = DEFAULT_STEM) -> Path:
