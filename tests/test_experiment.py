@@ -225,10 +225,11 @@ def test_plan_estimate_scales_the_measured_step_time():
 def test_cli_overrides_reach_the_config(capsys):
     from foresplat.cli import main
 
-    assert main(["experiment", "claim", "--preset", "cpu", "--stride", "20", "--lam", "0.5", "--k-min", "10",
+    assert claim_preset("cpu").lam == 0.5 and claim_preset("gpu").lam == 0.0
+    assert main(["experiment", "claim", "--preset", "cpu", "--stride", "20", "--lam", "0.25", "--k-min", "10",
                  "--finetune-lr", "0.003", "--plan", "--no-estimate"]) == 0
     out = capsys.readouterr().out
-    assert "'stride': 20" in out and "'lam': 0.5" in out and "'k_min': 10" in out and "'finetune_lr': 0.003" in out
+    assert "'stride': 20" in out and "'lam': 0.25" in out and "'k_min': 10" in out and "'finetune_lr': 0.003" in out
     assert main(["experiment", "claim", "--preset", "cpu", "--lam", "1.0", "--plan"]) == 2
     assert "ClaimConfig.lam" in capsys.readouterr().err
 
