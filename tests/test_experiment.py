@@ -127,6 +127,11 @@ def test_anchor_views_and_scene_pool_reach_the_finetunes_and_old_runs_resume(tmp
                  "--plan", "--no-estimate"]) == 0
     printed = capsys.readouterr().out
     assert "'anchor_views': 'context'" in printed and "'synthetic_pool': 0" in printed
+    assert main(["experiment", "claim", "--preset", "cpu", "--synthetic-only", "False", "--plan", "--no-estimate"]) == 0
+    assert "'synthetic_only': False" in capsys.readouterr().out
+    mixed = finetune_config(claim_preset("cpu", synthetic_only=False), "metagrad", tmp_path / "b", 0, tmp_path / "m",
+                            progress=False)
+    assert plain.datasets == () and mixed.datasets and mixed.dataset_weight > 0  # the real preset's scene folders
     # a run recorded before these fields existed resumes with their defaults, and not with others
     record = prepare_out_dir(tmp_path / "old", claim_preset("cpu"), resume=False)
     for key in ("anchor_views", "synthetic_pool"):

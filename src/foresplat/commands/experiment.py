@@ -57,6 +57,9 @@ class ClaimCommand:
     """Override the views MetaGrad's anchors score (default target: held-out views of each training scene)."""
     synthetic_pool: int | None = None
     """Override the number of distinct synthetic fine-tuning scenes (0 = an endless stream)."""
+    synthetic_only: bool | None = None
+    """False: fine-tune on the train preset's mix of real training captures and synthetic scenes (default
+    True: synthetic scenes only)."""
     eval_scenes: int | None = None
     """Override the number of unseen synthetic scenes (>= 16 for a verdict)."""
     real: bool | None = None
@@ -78,6 +81,7 @@ def resolve(cmd: ClaimCommand):
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
                         finetune_lr=cmd.finetune_lr, lam=cmd.lam, k_min=cmd.k_min, k_max=cmd.k_max,
                         stride=cmd.stride, anchor_views=cmd.anchor_views, synthetic_pool=cmd.synthetic_pool,
+                        synthetic_only=cmd.synthetic_only,
                         eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
                         device=cmd.device)
 
