@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from foresplat.gaussians import Gaussians
 from foresplat.models.adapter import (ModelAdapter, import_pinned, load_state_strict, read_json_object,
                                       read_safetensors, weights_file)
-from foresplat.models.adapters.similarity import Similarity, fit_cameras, transform_gaussians
+from foresplat.models.adapters.similarity import Similarity, fit_batch, transform_gaussians
 
 FFGS_VERSION = "0.1.0.dev1"
 """The ffgs release this adapter was written against (pinned by foresplat[anysplat])."""
@@ -79,6 +80,14 @@ class AnySplatFeatures:
 def _log_softplus(x: torch.Tensor) -> torch.Tensor:
     """log(softplus(x)) without underflow (= x below -20, where softplus(x) = exp(x) to 1e-9)."""
     return torch.where(x < -20, x, torch.log(F.softplus(x.clamp_min(-20))))
+
+
+def run_dpt_head(head: torch.nn.Module, features: Any) -> torch.Tensor:
+    """ffgs's DPT Gaussian head on an adapter's features (tokens: list of [B, V, P, 2 x width] layer outputs,
+    points [B, V, H, W, 3], images [B, V, 3, H, W], patch_start_idx) -> channels [B, V, C, H, W]."""
+    H, W = features.images.shape[-2:]
+    return head(features.tokens, features.points.flatten(0, 1).permute(0, 3, 1, 2), features.images,
+                patch_start_idx=features.patch_start_idx, image_size=(H, W))
 
 
 def gaussians_from_channels(feats: torch.Tensor, means: torch.Tensor, sh_degree: int, sh_mask: torch.Tensor,
@@ -153,18 +162,12 @@ class AnySplatAdapter(ModelAdapter):
                 _, inverse = torch.unique(cells, dim=0, return_inverse=True)
                 voxel_index.append(inverse)
                 num_voxels.append(int(inverse.max()) + 1)
-        alignment = None
-        if viewmats is not None:
-            given = torch.linalg.inv(viewmats.double())
-            alignment = [fit_cameras(pred_c2w[b], given[b]) for b in range(B)]
+        alignment = fit_batch(pred_c2w, viewmats)
         return AnySplatFeatures(tokens, psi, x, points, voxel_index, num_voxels, pred_c2w, K, alignment)
 
     def run_head(self, features: AnySplatFeatures) -> torch.Tensor:
         """-> the Gaussian head's channels [B, V, C, H, W] (C = 9 + 3 d_sh)."""
-        f = features
-        H, W = f.images.shape[-2:]
-        return self.head(f.tokens, f.points.flatten(0, 1).permute(0, 3, 1, 2), f.images,
-                         patch_start_idx=f.patch_start_idx, image_size=(H, W))
+        return run_dpt_head(self.head, features)
 
     def decode(self, head_out: torch.Tensor, features: AnySplatFeatures) -> Gaussians:
         """Head channels [B, V, C, H, W] -> Gaussians [B, N] (N: voxels, or V*H*W without voxelisation)."""
@@ -196,7 +199,7 @@ class AnySplatAdapter(ModelAdapter):
         if len(counts) > 1:
             raise ValueError(f"anysplat: the scenes of this batch fuse into different Gaussian counts "
                              f"{[g.num for g in out]}; run them one at a time (batch size 1)")
-        return Gaussians(*(torch.stack(t) for t in zip(*(g.tensors() for g in out))))
+        return Gaussians.stack(out)
 
 
 def build_from_weights(weights: Path, model: str,

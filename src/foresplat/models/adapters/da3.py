@@ -37,7 +37,7 @@ import torch
 from foresplat.gaussians import Gaussians
 from foresplat.models.adapter import (ModelAdapter, import_pinned, load_state_strict, read_json_object,
                                       read_safetensors, weights_file)
-from foresplat.models.adapters.similarity import Similarity, fit_cameras, sh_rotation, transform_gaussians
+from foresplat.models.adapters.similarity import Similarity, align_batch, fit_batch, sh_rotation
 from foresplat.models.geometry import matrix_to_quat, quat_multiply
 
 DA3_VERSION = "0.1.1"
@@ -123,10 +123,7 @@ class DA3Adapter(ModelAdapter):
                 out = self.net._process_camera_estimation(feats, H, W, out)
         w2c = self._mods["utils.geometry"].as_homogeneous(out.extrinsics)  # [B, V, 4, 4]
         pred_c2w = torch.linalg.inv(w2c.float())
-        alignment = None
-        if viewmats is not None:
-            given = torch.linalg.inv(viewmats.double())
-            alignment = [fit_cameras(pred_c2w[b], given[b]) for b in range(B)]
+        alignment = fit_batch(pred_c2w, viewmats)
         return DA3Features(feats, x, out.depth.float(), pred_c2w, out.intrinsics.float(), alignment)
 
     def run_head(self, features: DA3Features) -> torch.Tensor:
@@ -173,10 +170,7 @@ class DA3Adapter(ModelAdapter):
         n = V * H * W
         g = Gaussians(means.reshape(B, n, 3), quats.reshape(B, n, 4), log_scales.reshape(B, n, 3),
                       logit.reshape(B, n), sh.reshape(B, n, d_sh, 3))
-        if f.alignment is None:
-            return g
-        moved = [transform_gaussians(Gaussians(*(t[b] for t in g.tensors())), f.alignment[b]) for b in range(B)]
-        return Gaussians(*(torch.stack(t) for t in zip(*(m.tensors() for m in moved))))
+        return align_batch(g, f.alignment)
 
 
 def build_net(config: dict[str, Any], where: str) -> torch.nn.Module:

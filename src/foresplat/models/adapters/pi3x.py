@@ -44,8 +44,8 @@ from torch import nn
 from foresplat.gaussians import Gaussians
 from foresplat.models.adapter import (ModelAdapter, import_pinned, load_state_strict, read_json_object,
                                       read_safetensors, weights_file)
-from foresplat.models.adapters.anysplat import ffgs_anysplat, gaussians_from_channels
-from foresplat.models.adapters.similarity import Similarity, fit_cameras, transform_gaussians
+from foresplat.models.adapters.anysplat import ffgs_anysplat, gaussians_from_channels, run_dpt_head
+from foresplat.models.adapters.similarity import Similarity, align_batch, fit_batch
 
 PI3_VERSION = "0.1"
 """The pi3 version (its pyproject.toml) of the clone this adapter was written against (commit 9fa3ddb)."""
@@ -249,19 +249,13 @@ class Pi3XAdapter(ModelAdapter):
                 h.remove()
         tokens = [torch.cat([kept[2 * p], kept[2 * p + 1]], dim=-1) for p in self.layers]
         pred_c2w = out["camera_poses"].float()
-        alignment = None
-        if viewmats is not None:
-            given = torch.linalg.inv(viewmats.double())
-            alignment = [fit_cameras(pred_c2w[b], given[b]) for b in range(B)]
+        alignment = fit_batch(pred_c2w, viewmats)
         return Pi3XFeatures(tokens, self.net.patch_start_idx, x, out["points"].float(), out["conf"][..., 0].float(),
                             pred_c2w, intrinsics_from_local_points(out["local_points"].float()), alignment)
 
     def run_head(self, features: Pi3XFeatures) -> torch.Tensor:
         """-> the Gaussian head's channels [B, V, C, H, W] (C = 8 + 3 d_sh)."""
-        f = features
-        H, W = f.images.shape[-2:]
-        return self.head(f.tokens, f.points.flatten(0, 1).permute(0, 3, 1, 2), f.images,
-                         patch_start_idx=f.patch_start_idx, image_size=(H, W))
+        return run_dpt_head(self.head, features)
 
     def decode(self, head_out: torch.Tensor, features: Pi3XFeatures) -> Gaussians:
         """Head channels [B, V, C, H, W] -> Gaussians [B, V*H*W], one per pixel (module docstring)."""
@@ -269,10 +263,7 @@ class Pi3XAdapter(ModelAdapter):
         B, V, C, H, W = head_out.shape
         chans = head_out.permute(0, 1, 3, 4, 2).reshape(B, V * H * W, C).float()
         g = gaussians_from_channels(chans, f.points.reshape(B, V * H * W, 3), self.sh_degree, self.sh_mask)
-        if f.alignment is None:
-            return g
-        out = [transform_gaussians(Gaussians(*(t[b] for t in g.tensors())), f.alignment[b]) for b in range(B)]
-        return Gaussians(*(torch.stack(t) for t in zip(*(o.tensors() for o in out))))
+        return align_batch(g, f.alignment)
 
 
 def load(weights: Path) -> Pi3XAdapter:

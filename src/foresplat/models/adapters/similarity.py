@@ -2,6 +2,8 @@
 
     sim = fit_cameras(pred_c2w [V,4,4], given_c2w [V,4,4])    # x_world = s R x_model + t, with residuals
     g_world = transform_gaussians(g_model, sim)               # means, scales, rotations, SH of any degree
+    sims = fit_batch(pred_c2w [B,V,4,4], viewmats [B,V,4,4])  # one fit per scene (None without viewmats)
+    g_world = align_batch(g_model [B,N], sims)
 
 The fit is the one used to evaluate pose-free methods: R = the rotation nearest (SVD, det +1) to the
 sum of the per-view relative rotations R_given R_pred^T; then s and t are the least-squares fit of
@@ -101,3 +103,19 @@ def transform_gaussians(g: Gaussians, sim: Similarity) -> Gaussians:
     M = sh_rotation(sim.R, g.sh.shape[-2]).to(dev, dt)  # [K, K]
     return Gaussians(s * g.means @ R.T + t, quat_multiply(qR.expand_as(g.quats), g.quats),
                      g.log_scales + torch.log(s), g.opacity_logits, M @ g.sh)
+
+
+def fit_batch(pred_c2w: torch.Tensor, viewmats: torch.Tensor | None) -> list[Similarity] | None:
+    """Predicted camera-to-world [B, V, 4, 4] fitted to the given OpenCV world-to-camera viewmats [B, V, 4, 4]
+    scene by scene -> B similarities (model frame -> given frame); None when no cameras are given."""
+    if viewmats is None:
+        return None
+    given = torch.linalg.inv(viewmats.double())
+    return [fit_cameras(pred_c2w[b], given[b]) for b in range(pred_c2w.shape[0])]
+
+
+def align_batch(g: Gaussians, sims: list[Similarity] | None) -> Gaussians:
+    """Gaussians [B, N] in the model frame -> the given frame, scene b moved by sims[b]; unchanged for None."""
+    if sims is None:
+        return g
+    return Gaussians.stack([transform_gaussians(g[b], sim) for b, sim in enumerate(sims)])
