@@ -17,7 +17,8 @@ from foresplat.models.adapter import (AdapterSpec, MissingExtraError, load_adapt
                                       registered_adapters, require)
 from foresplat.models.adapters.edge import EdgeAdapter
 from foresplat.models.adapters.finetune import finetune_head
-from foresplat.models.adapters.similarity import Similarity, fit_cameras, sh_rotation, transform_gaussians
+from foresplat.models.adapters.similarity import (Similarity, align_batch, fit_batch, fit_cameras, sh_rotation,
+                                                  transform_gaussians)
 from foresplat.render import render
 from foresplat.render.sh import spherical_harmonics
 
@@ -130,6 +131,30 @@ def test_fit_cameras_recovers_a_known_similarity_and_reports_residuals():
         fit_cameras(_c2w(Rp[:1], cp[:1]), given[:1])
     with pytest.raises(ValueError, match="coincide"):
         fit_cameras(_c2w(Rp, torch.zeros(V, 3, dtype=F64)), given)
+
+
+def test_batch_fit_and_alignment_move_each_scene_by_its_own_similarity():
+    g = torch.Generator().manual_seed(3)
+    B, V, N = 2, 4, 6
+    truth = [(random_rotation(g), 0.5 + b, torch.randn(3, generator=g, dtype=F64)) for b in range(B)]  # R, s, t
+    pred, given = [], []
+    for R, sc, t in truth:
+        Rp, cp = torch.stack([random_rotation(g) for _ in range(V)]), torch.randn(V, 3, generator=g, dtype=F64)
+        pred.append(_c2w(Rp, cp))
+        given.append(_c2w(R @ Rp, sc * cp @ R.T + t))
+    fitted = fit_batch(torch.stack(pred), torch.linalg.inv(torch.stack(given)))  # viewmats: world-to-camera
+    assert fit_batch(torch.stack(pred), None) is None and len(fitted) == B
+    for f, (R, sc, t) in zip(fitted, truth):
+        assert torch.allclose(f.R, R, atol=1e-9) and abs(float(f.scale) - sc) < 1e-9 and torch.allclose(f.t, t, atol=1e-9)
+    quats = torch.nn.functional.normalize(torch.randn(B, N, 4, generator=g), dim=-1)
+    gs = Gaussians(torch.randn(B, N, 3, generator=g), quats, torch.randn(B, N, 3, generator=g),
+                   torch.randn(B, N, generator=g), torch.randn(B, N, 4, 3, generator=g))
+    moved = align_batch(gs, fitted)
+    assert align_batch(gs, None) is gs and moved.batch_shape == (B,)
+    for b in range(B):  # scene b is moved by its own fit
+        for a, r in zip(moved[b].tensors(), transform_gaussians(gs[b], fitted[b]).tensors()):
+            torch.testing.assert_close(a, r)
+    assert not torch.allclose(moved.means[0], transform_gaussians(gs[0], fitted[1]).means)
 
 
 @pytest.mark.parametrize("k", [1, 4, 9, 16])
