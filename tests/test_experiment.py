@@ -276,3 +276,28 @@ def test_verdict_is_computed_from_the_numbers():
     broken[(1, "metagrad", "s3")].error = "FloatingPointError: diverged"
     b = analyse(cfg, "synthetic", scenes, broken)
     assert "s3" in b.dropped and len(b.scenes) == 15 and "too small a design" in b.verdict
+
+
+def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_change(tmp_path, capsys):
+    base = dict(seeds=(0,), eval_scenes=2)
+    a = run_claim(claim_preset("smoke", **base), tmp_path / "a", progress=False).analyses["synthetic"]
+    treat = dict(base, lam=0.3, k_min=3, k_max=5, stride=1, anchor_views="both")
+    capsys.readouterr()
+    b = run_claim(claim_preset("smoke", **treat), tmp_path / "b", progress=False,
+                  control_from=tmp_path / "a").analyses["synthetic"]
+    printed = capsys.readouterr().out
+    assert "3 vanilla fine-tunes and cells copied" in printed and "seed 0 vanilla: done earlier" in printed
+    for cell in sorted((tmp_path / "a/cells").rglob("vanilla/*.json")):
+        assert (tmp_path / "b" / cell.relative_to(tmp_path / "a")).read_bytes() == cell.read_bytes()
+    assert not (tmp_path / "b/finetune/seed0/vanilla/checkpoints").exists()
+    assert json.loads((tmp_path / "b/claim.json").read_text())["control_from"] == [str(tmp_path / "a")]
+    # what makes the copy valid: the same treatment run computed from scratch has the same control
+    c = run_claim(claim_preset("smoke", **treat), tmp_path / "c", progress=False).analyses["synthetic"]
+    assert np.allclose(c.vanilla, a.vanilla, atol=1e-5) and np.array_equal(b.vanilla, a.vanilla)
+    assert np.allclose(c.metagrad, b.metagrad, atol=1e-5) and not np.allclose(b.metagrad, a.metagrad, atol=1e-3)
+    with pytest.raises(ValueError, match=r"differs in \['eval_scenes'\]"):
+        run_claim(claim_preset("smoke", **dict(treat, eval_scenes=3)), tmp_path / "d", progress=False,
+                  control_from=tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="--control-from"):
+        run_claim(claim_preset("smoke", **treat), tmp_path / "e", progress=False, control_from=tmp_path / "nope")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()  # refused before writing

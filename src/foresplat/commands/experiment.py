@@ -33,6 +33,9 @@ class ClaimCommand:
     """Continue a run in --out: finished fine-tunes and evaluations are kept, the rest is computed."""
     report_only: bool = False
     """Compute nothing: analyse the evaluations already stored in --out (of a finished or running run)."""
+    control_from: Path | None = None
+    """An earlier claim run whose config differs only in lambda, K, stride or anchor views: its vanilla arm
+    (fine-tunes and evaluations, which do not depend on them) is copied instead of recomputed."""
     plan: bool = False
     """Only print the resolved config and the amount of work, then exit."""
     estimate: bool = True
@@ -132,5 +135,6 @@ def main(argv: list[str]) -> int:
     from foresplat.experiment import run_claim
 
     run = run_claim(config, cmd.out or Path(f"runs/claim-{config.name}"), resume=cmd.resume,
-                    progress=cmd.progress, data=cmd.data, report_only=cmd.report_only)
+                    progress=cmd.progress, data=cmd.data, report_only=cmd.report_only,
+                    control_from=cmd.control_from)
     return 0 if run.analyses and all(a.scenes for a in run.analyses.values()) else 1

@@ -34,6 +34,11 @@ RESULT_NEUTRAL = ("rule_workers",)
 
 ADDED_FIELDS = ("synthetic_pool", "anchor_views")
 """ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
+TREATMENT_ONLY = ("lam", "k_min", "k_max", "stride", "anchor_views")
+"""ClaimConfig fields only the MetaGrad rule reads (foresplat.meta.vanilla reads the zero-step views and the
+loss weights): runs that differ only in these share their vanilla arm, so `control_from` can copy it."""
+CONTROL_FILES = ("model.safetensors", "model.json", "config.yaml", "metrics.jsonl", "summary.json")
+"""What a copied vanilla fine-tune keeps (summary.json last: its presence marks the copy finished)."""
 
 
 @dataclass
@@ -69,10 +74,7 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
         if not resume:
             raise FileExistsError(f"--out {out}: holds an earlier claim run; pass --resume to continue it "
                                   "or choose another folder")
-        # a field added after the run was started counts as its default (what that run used)
-        defaults = _config_dict(ClaimConfig(name=config.name))
-        old = {k: v for k, v in {**{k: defaults[k] for k in ADDED_FIELDS}, **(record.get("config") or {})}.items()
-               if k not in RESULT_NEUTRAL}
+        old = _stored_config(record, config)  # a field added after the run started counts as its default
         if old != {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}:
             diff = sorted(k for k in cfg if k not in RESULT_NEUTRAL and old.get(k) != cfg[k])
             raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
@@ -82,6 +84,61 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
     record = {"written_by": MARKER, "config": cfg, "status": "running", "command": sys.argv}
     atomic_write_json(record_path, record)
     return record
+
+
+def _stored_config(record: dict, config: ClaimConfig) -> dict:
+    """The config of a stored record, with ADDED_FIELDS it lacks at their defaults, less RESULT_NEUTRAL."""
+    defaults = _config_dict(ClaimConfig(name=config.name))
+    return {k: v for k, v in {**{k: defaults[k] for k in ADDED_FIELDS}, **(record.get("config") or {})}.items()
+            if k not in RESULT_NEUTRAL}
+
+
+def check_control(config: ClaimConfig, source: Path) -> None:
+    """Raises unless `source` is a claim run whose vanilla arm is this config's: its config may differ only
+    in TREATMENT_ONLY (and RESULT_NEUTRAL) fields."""
+    try:
+        record = json.loads((source / "claim.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"--control-from {source}: no readable claim.json there ({exc})") from None
+    if not isinstance(record, dict) or record.get("written_by") != MARKER:
+        raise ValueError(f"--control-from {source}: not a claim experiment folder")
+    old = {k: v for k, v in _stored_config(record, config).items() if k not in TREATMENT_ONLY}
+    new = {k: v for k, v in _config_dict(config).items() if k not in RESULT_NEUTRAL + TREATMENT_ONLY}
+    if old != new:
+        diff = sorted(k for k in new if old.get(k) != new[k])
+        raise ValueError(f"--control-from {source}: its vanilla arm was run with another config (differs in "
+                         f"{diff}); only {list(TREATMENT_ONLY)} may differ")
+
+
+def import_control(config: ClaimConfig, out: Path, source: Path) -> int:
+    """Copies the vanilla arm of the claim run in `source` (its finished vanilla fine-tunes and their
+    evaluation cells) into `out` wherever `out` lacks it; returns the number of pieces copied.
+
+    The vanilla arm does not depend on TREATMENT_ONLY fields, so a study that varies only those (lambda,
+    K, stride, anchor views) evaluates one control once (check_control decides whether it may)."""
+    import shutil
+
+    from foresplat.io.atomic import atomic_write
+
+    check_control(config, source)
+    copied = 0
+    for seed in config.seeds:
+        src, dst = finetune_dir(source, seed, "vanilla"), finetune_dir(out, seed, "vanilla")
+        if _finished(src) and not _finished(dst):
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in CONTROL_FILES:
+                if (src / name).is_file():
+                    with atomic_write(dst / name) as tmp:
+                        shutil.copyfile(src / name, tmp)
+            copied += 1
+        for cell in sorted((source / "cells").glob(f"*/seed{seed}/vanilla/*.json")):
+            target = out / cell.relative_to(source)
+            if read_cell(cell) is not None and read_cell(target) is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_write(target) as tmp:
+                    shutil.copyfile(cell, tmp)
+                copied += 1
+    return copied
 
 
 def _config_dict(config: ClaimConfig) -> dict:
@@ -279,18 +336,27 @@ def _existing_finetunes(config: ClaimConfig, out: Path) -> dict[tuple[int, str],
 
 
 def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-              data: Path | None = None, report_only: bool = False) -> ClaimRun:
+              data: Path | None = None, report_only: bool = False, control_from: Path | None = None) -> ClaimRun:
     """Runs (or resumes) the whole experiment and writes its results; prints the verdicts.
 
     report_only: compute nothing; analyse the cells already stored in an earlier (or still running)
-    run of the same config, over the scenes whose every cell is finished."""
+    run of the same config, over the scenes whose every cell is finished.
+    control_from: an earlier claim run whose config differs only in TREATMENT_ONLY fields; its vanilla
+    fine-tunes and cells are copied (import_control) instead of recomputed."""
     config.validate()
     out = Path(out_dir)
     if report_only:
         if not (out / "claim.json").is_file():
             raise FileNotFoundError(f"--report-only: {out / 'claim.json'} does not exist (no claim run there)")
         return _report(config, out, progress, data)
+    if control_from is not None:
+        check_control(config, Path(control_from))  # before anything is written
     record = prepare_out_dir(out, config, resume)
+    if control_from is not None:
+        n = import_control(config, out, Path(control_from))
+        print(f"control arm: {n} vanilla fine-tunes and cells copied from {control_from}", flush=True)
+        record["control_from"] = sorted({*record.get("control_from", []), str(control_from)})
+        atomic_write_json(out / "claim.json", record)
     run = ClaimRun(out)
     t_all = time.perf_counter()
     print(f"foresplat experiment claim, preset {config.name!r}: {len(config.seeds)} seeds x 2 rules, "
