@@ -22,6 +22,25 @@ def test_presets_scale_the_paper_protocol():
         assert p.num_context >= 1 and p.num_target >= 1 and p.time_scale > 0, name
 
 
+def test_full_preset_is_the_claim_experiments_fine_tune_at_the_papers_horizons(tmp_path):
+    from foresplat.commands.demo import demo_config
+    from foresplat.experiment.runner import base_checkpoint, finetune_config
+    from foresplat.models.pretrained import resolve_checkpoint
+
+    config = demo_config(DemoCommand(seed=3))
+    assert config.seeds == (3,) and config.steps == (0, 200, 500, 1000, 2000) and config.base == "default-base"
+    base = base_checkpoint(config, tmp_path, progress=False)
+    assert base == resolve_checkpoint("default-base")
+    tcs = {r: finetune_config(config, r, base, 3, tmp_path / r, progress=False).validate()
+           for r in ("vanilla", "metagrad")}
+    m = tcs["metagrad"].rule
+    assert (m.name, m.lam, m.k_min, m.k_max, m.stride, m.refine.steps) == ("metagrad", 0.5, 50, 500, 40, 2000)
+    assert tcs["vanilla"].rule.name == "vanilla" and not tcs["vanilla"].train_backbone
+    for key in ("iterations", "seed", "lr", "batch_size", "synthetic_pool", "datasets", "width", "init_checkpoint"):
+        assert getattr(tcs["vanilla"], key) == getattr(tcs["metagrad"], key), key
+    assert demo_config(DemoCommand(from_scratch=True)).base == "train"
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
