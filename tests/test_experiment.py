@@ -165,12 +165,12 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     a = run.analyses["synthetic"]
     assert len(a.scenes) == cfg.eval_scenes and a.seeds == list(cfg.seeds) and not a.dropped
     assert a.vanilla.shape == (len(cfg.seeds), cfg.eval_scenes, len(cfg.steps))
-    assert np.isfinite(a.vanilla).all() and np.isfinite(a.metagrad).all()
+    assert np.isfinite(a.vanilla).all() and np.isfinite(a.treatment).all()
     assert all(i.low <= i.mean <= i.high for i in a.diff_steps + a.diff_budgets)
     # the heads differ (the rules trained them differently), and the pairing is per scene and seed
-    assert not np.array_equal(a.vanilla, a.metagrad)
+    assert not np.array_equal(a.vanilla, a.treatment)
     d = json.loads((out / "results/synthetic/claim.json").read_text())
-    assert d["diff_steps"][-1]["mean"] == pytest.approx(float((a.metagrad - a.vanilla)[..., -1].mean()))
+    assert d["diff_steps"][-1]["mean"] == pytest.approx(float((a.treatment - a.vanilla)[..., -1].mean()))
     assert "NOT CHECKED" in a.verdict and "too small a design" in a.verdict  # 3 scenes < 16
     for name in ("claim.md", "claim.csv", "psnr_vs_steps_ci.png", "results.md", "psnr_vs_steps.png"):
         assert (out / "results/synthetic" / name).is_file(), name
@@ -194,7 +194,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     assert ft.stat().st_mtime_ns == ft_stamp
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != cells[0]) and cells[0].is_file()
     b = again.analyses["synthetic"]
-    assert np.allclose(b.vanilla, a.vanilla, atol=1e-4) and np.allclose(b.metagrad, a.metagrad, atol=1e-4)
+    assert np.allclose(b.vanilla, a.vanilla, atol=1e-4) and np.allclose(b.treatment, a.treatment, atol=1e-4)
     assert json.loads((out / "claim.json").read_text())["status"] == "done"
 
 
@@ -294,10 +294,19 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
     # what makes the copy valid: the same treatment run computed from scratch has the same control
     c = run_claim(claim_preset("smoke", **treat), tmp_path / "c", progress=False).analyses["synthetic"]
     assert np.allclose(c.vanilla, a.vanilla, atol=1e-5) and np.array_equal(b.vanilla, a.vanilla)
-    assert np.allclose(c.metagrad, b.metagrad, atol=1e-5) and not np.allclose(b.metagrad, a.metagrad, atol=1e-3)
+    assert np.allclose(c.treatment, b.treatment, atol=1e-5) and not np.allclose(b.treatment, a.treatment, atol=1e-3)
     with pytest.raises(ValueError, match=r"differs in \['eval_scenes'\]"):
         run_claim(claim_preset("smoke", **dict(treat, eval_scenes=3)), tmp_path / "d", progress=False,
                   control_from=tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="--control-from"):
         run_claim(claim_preset("smoke", **treat), tmp_path / "e", progress=False, control_from=tmp_path / "nope")
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()  # refused before writing
+    # a reference rule as the treatment, against the same control
+    r = run_claim(claim_preset("smoke", **dict(base, treatment="reptile")), tmp_path / "r", progress=False,
+                  control_from=tmp_path / "a").analyses["synthetic"]
+    assert np.array_equal(r.vanilla, a.vanilla) and not np.allclose(r.treatment, a.treatment, atol=1e-3)
+    assert (tmp_path / "r/finetune/seed0/reptile/model.safetensors").is_file()
+    assert "| reptile - vanilla [CI] |" in r.markdown and "Reptile ends >=" in r.verdict
+    assert "reptile_psnr" in (tmp_path / "r/results/synthetic/claim.csv").read_text().splitlines()[0]
+    with pytest.raises(ValueError, match="ClaimConfig.k_max"):
+        claim_preset("smoke", treatment="unrolled", k_max=9)

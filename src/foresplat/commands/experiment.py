@@ -48,6 +48,9 @@ class ClaimCommand:
     """Override the outer iterations of each fine-tune."""
     finetune_lr: float | None = None
     """Override the fine-tunes' peak learning rate."""
+    treatment: Literal["metagrad", "dense", "reptile", "unrolled"] | None = None
+    """Override the rule compared with vanilla (default metagrad; dense, reptile and unrolled are references;
+    unrolled needs --k-max <= 8)."""
     lam: float | None = None
     """Override MetaGrad's lambda (weight of the zero-step loss, in [0, 1))."""
     k_min: int | None = None
@@ -82,8 +85,8 @@ def resolve(cmd: ClaimCommand):
     from foresplat.experiment import claim_preset
 
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
-                        finetune_lr=cmd.finetune_lr, lam=cmd.lam, k_min=cmd.k_min, k_max=cmd.k_max,
-                        stride=cmd.stride, anchor_views=cmd.anchor_views, synthetic_pool=cmd.synthetic_pool,
+                        finetune_lr=cmd.finetune_lr, treatment=cmd.treatment, lam=cmd.lam, k_min=cmd.k_min,
+                        k_max=cmd.k_max, stride=cmd.stride, anchor_views=cmd.anchor_views, synthetic_pool=cmd.synthetic_pool,
                         synthetic_only=cmd.synthetic_only,
                         eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
                         device=cmd.device)

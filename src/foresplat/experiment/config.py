@@ -22,6 +22,13 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 
+TREATMENT_LABELS = {"metagrad": "MetaGrad", "dense": "MetaGrad (stride 1)", "reptile": "Reptile",
+                    "unrolled": "unrolled (exact meta-gradient)"}
+"""The rules a claim run may compare with vanilla, and how its verdict names them."""
+UNROLLED_MAX_K = 8
+"""Largest K of the unrolled treatment (foresplat.meta.RuleConfig.unrolled_max_k's default)."""
+
+
 @dataclass(frozen=True)
 class ClaimConfig:
     """One claim experiment: base, fine-tunes, evaluation and statistics (one line per field)."""
@@ -47,6 +54,9 @@ class ClaimConfig:
     """Distinct synthetic fine-tuning scenes (None: the train preset's pool; 0: an endless stream)."""
     anchor_views: Literal["context", "target", "both"] | None = None
     """Views MetaGrad's anchors score the refined state on (None: RuleConfig's default, "target")."""
+    treatment: Literal["metagrad", "dense", "reptile", "unrolled"] = "metagrad"
+    """The rule compared with vanilla: metagrad (the paper's), or a reference: dense (MetaGrad with stride 1),
+    reptile (first-order, no anchors), unrolled (the exact meta-gradient through K <= 8 steps: small scenes)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds: each gets one vanilla and one MetaGrad fine-tune (same scenes and draws within a seed)."""
     finetune_iterations: int = 150
@@ -131,6 +141,10 @@ class ClaimConfig:
             bad("k_min", f"1 <= k_min <= k_max ({self.k_max})")
         if self.stride < 1:
             bad("stride", "a positive integer")
+        if self.treatment not in TREATMENT_LABELS:
+            bad("treatment", f"one of {sorted(TREATMENT_LABELS)}")
+        if self.treatment == "unrolled" and self.k_max > UNROLLED_MAX_K:
+            bad("k_max", f"<= {UNROLLED_MAX_K} with treatment unrolled (it keeps the whole K-step graph)")
         if not self.steps or self.steps[0] != 0 or any(b <= a for a, b in zip(self.steps, self.steps[1:])):
             bad("steps", "strictly increasing step counts starting at 0")
         if self.refine_horizon < self.steps[-1]:

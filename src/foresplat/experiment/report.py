@@ -18,11 +18,11 @@ import numpy as np
 
 from foresplat.evaluate.claims import Claim, verdict_text
 from foresplat.evaluate.results import EvalReport, SceneResult, json_safe
-from foresplat.experiment.config import ClaimConfig
+from foresplat.experiment.config import TREATMENT_LABELS, ClaimConfig
 from foresplat.experiment.stats import Interval, bootstrap_ci, bootstrap_steps_to_match, paired_differences, steps_to_match
 from foresplat.io.atomic import atomic_write_json, atomic_write_text
 
-CONTROL, TREATMENT = "vanilla", "metagrad"
+CONTROL = "vanilla"
 
 
 @dataclass
@@ -40,16 +40,17 @@ class ClaimAnalysis:
     budgets: list[float]
     vanilla: np.ndarray
     """PSNR [S, J, steps] of the vanilla heads."""
-    metagrad: np.ndarray
+    treatment: np.ndarray
+    """PSNR [S, J, steps] of the treatment heads (config.treatment: MetaGrad unless a reference rule)."""
     vanilla_budget: np.ndarray
     """PSNR [S, J, budgets] at the wall-clock budgets."""
-    metagrad_budget: np.ndarray
+    treatment_budget: np.ndarray
     diff_steps: list[Interval] = field(default_factory=list)
     diff_budgets: list[Interval] = field(default_factory=list)
     vanilla_ci: list[Interval] = field(default_factory=list)
-    metagrad_ci: list[Interval] = field(default_factory=list)
+    treatment_ci: list[Interval] = field(default_factory=list)
     match: tuple[float | None, float, float] | None = None
-    """Steps MetaGrad needs to reach vanilla's final PSNR: (estimate, CI low, CI high); inf = never."""
+    """Steps the treatment needs to reach vanilla's final PSNR: (estimate, CI low, CI high); inf = never."""
     match_per_seed: dict[int, float | None] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     verdict: str = ""
@@ -94,7 +95,7 @@ def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict
     for name in scene_names:
         if name in dropped:
             continue
-        why = next((f"seed {s} {r}: {w}" for s in seeds for r in (CONTROL, TREATMENT)
+        why = next((f"seed {s} {r}: {w}" for s in seeds for r in (CONTROL, config.treatment)
                     if (w := _complete(cells.get((s, r, name)), steps, nb)) is not None), None)
         if why is None:
             scenes.append(name)
@@ -106,14 +107,14 @@ def analyse(config: ClaimConfig, which: str, scene_names: list[str], cells: dict
                       np.empty((*shape, nb)), np.empty((*shape, nb)))
     if scenes:
         a.vanilla, a.vanilla_budget = _grid(cells, seeds, scenes, CONTROL, steps, nb)
-        a.metagrad, a.metagrad_budget = _grid(cells, seeds, scenes, TREATMENT, steps, nb)
+        a.treatment, a.treatment_budget = _grid(cells, seeds, scenes, config.treatment, steps, nb)
         kw = dict(level=config.ci_level, n_boot=config.n_boot, seed=0)
-        a.diff_steps = bootstrap_ci(paired_differences(a.metagrad, a.vanilla), **kw)
-        a.diff_budgets = bootstrap_ci(paired_differences(a.metagrad_budget, a.vanilla_budget), **kw)
+        a.diff_steps = bootstrap_ci(paired_differences(a.treatment, a.vanilla), **kw)
+        a.diff_budgets = bootstrap_ci(paired_differences(a.treatment_budget, a.vanilla_budget), **kw)
         a.vanilla_ci = bootstrap_ci(a.vanilla, **kw)
-        a.metagrad_ci = bootstrap_ci(a.metagrad, **kw)
-        a.match = bootstrap_steps_to_match(steps, a.metagrad, a.vanilla, **kw)
-        a.match_per_seed = {s: steps_to_match(steps, a.metagrad[i].mean(0), a.vanilla[i].mean(0))
+        a.treatment_ci = bootstrap_ci(a.treatment, **kw)
+        a.match = bootstrap_steps_to_match(steps, a.treatment, a.vanilla, **kw)
+        a.match_per_seed = {s: steps_to_match(steps, a.treatment[i].mean(0), a.vanilla[i].mean(0))
                             for i, s in enumerate(seeds)}
     a.claims = claims_of(a, min_scenes)
     a.verdict = verdict_text(a.claims, where=f"{which} scenes ({len(scenes)} scenes x {len(seeds)} seeds)")
@@ -132,8 +133,9 @@ def claims_of(a: ClaimAnalysis, min_scenes: int) -> list[Claim]:
     cfg = a.config
     last = a.steps[-1]
     lvl = f"{cfg.ci_level:.0%}"
-    gain = f"MetaGrad ends >= {cfg.min_gain:+.1f} dB above vanilla after {last} steps with the {lvl} CI above 0"
-    match = f"MetaGrad reaches vanilla's {last}-step PSNR within {cfg.match_within} steps"
+    t = TREATMENT_LABELS[cfg.treatment]
+    gain = f"{t} ends >= {cfg.min_gain:+.1f} dB above vanilla after {last} steps with the {lvl} CI above 0"
+    match = f"{t} reaches vanilla's {last}-step PSNR within {cfg.match_within} steps"
     design = f"design: >= {min_scenes} scenes and >= {cfg.min_seeds} training seeds"
     n_j, n_s = len(a.scenes), len(a.seeds)
     if not a.scenes:
@@ -144,14 +146,14 @@ def claims_of(a: ClaimAnalysis, min_scenes: int) -> list[Claim]:
                     f"{n_j} scenes x {n_s} seeds" + ("" if big_enough else ": too few for a verdict"))]
     d = a.diff_steps[-1]
     claims.append(Claim(gain, d.mean >= cfg.min_gain and d.above_zero,
-                        f"{a.metagrad[..., -1].mean():.2f} vs {a.vanilla[..., -1].mean():.2f} dB: "
+                        f"{a.treatment[..., -1].mean():.2f} vs {a.vanilla[..., -1].mean():.2f} dB: "
                         f"{d.mean:+.2f} dB, CI [{d.low:+.2f}, {d.high:+.2f}]"))
     point, lo, hi = a.match
     ci = f"CI [{_steps(lo)}, {_steps(hi)}]"
     claims.append(Claim(match, point is not None and point <= cfg.match_within,
                         f"never within {last} steps ({ci})" if point is None else f"at step {point:.0f} ({ci})"))
     d0 = a.diff_steps[0]
-    claims.append(Claim("MetaGrad starts lower than vanilla at step 0 (paper's observation, not required)",
+    claims.append(Claim(f"{t} starts lower than vanilla at step 0 (paper's observation, not required)",
                         d0.mean < 0, f"{d0.mean:+.2f} dB, CI [{d0.low:+.2f}, {d0.high:+.2f}]", required=False))
     return claims
 
@@ -161,14 +163,14 @@ def _steps(x: float | None) -> str:
 
 
 def pooled_report(a: ClaimAnalysis, cells: dict) -> EvalReport:
-    """Every (scene, seed) pair as one scene of an EvalReport with methods vanilla / metagrad."""
+    """Every (scene, seed) pair as one scene of an EvalReport with methods vanilla / the treatment."""
     cfg = a.config
-    rep = EvalReport(methods=[CONTROL, TREATMENT], steps=a.steps, budgets=a.budgets, time_scale=cfg.time_scale,
+    rep = EvalReport(methods=[CONTROL, cfg.treatment], steps=a.steps, budgets=a.budgets, time_scale=cfg.time_scale,
                      reference=CONTROL, notes=[f"foresplat experiment claim, preset {cfg.name}, {a.which} scenes: "
                                                "each scene once per training seed"])
     for j in a.scenes:
         for s in a.seeds:
-            mrs = [cells[(s, r, j)] for r in (CONTROL, TREATMENT)]
+            mrs = [cells[(s, r, j)] for r in (CONTROL, cfg.treatment)]
             rep.scenes.append(SceneResult(f"{j} seed {s}", source=a.which, methods=mrs,
                                           num_context=cfg.num_context, num_target=cfg.num_target))
     return rep
@@ -181,9 +183,10 @@ def _fmt(i: Interval) -> str:
 def markdown(a: ClaimAnalysis) -> str:
     """claim.md: the paired table, steps to match, per-scene differences and the verdict."""
     cfg = a.config
+    t = cfg.treatment
     out = [f"# Claim experiment ({cfg.name} preset): {a.which} scenes", "",
            f"{len(a.scenes)} scenes x {len(a.seeds)} training seeds {a.seeds}; fine-tunes of "
-           f"{cfg.finetune_iterations} outer iterations each (lr {cfg.finetune_lr:g}, MetaGrad lam {cfg.lam:g}, "
+           f"{cfg.finetune_iterations} outer iterations each (lr {cfg.finetune_lr:g}, treatment {t}, lam {cfg.lam:g}, "
            f"K ~ U{{{cfg.k_min}..{cfg.k_max}}}, stride {cfg.stride}); {cfg.num_context} + {cfg.num_target} views; "
            f"{cfg.ci_level:.0%} bootstrap CIs ({cfg.n_boot} replicates, resampling scenes and seeds).", ""]
     if a.dropped:
@@ -193,24 +196,24 @@ def markdown(a: ClaimAnalysis) -> str:
     out += ["## PSNR (dB) after refinement steps: means and paired difference", "",
             "| | " + " | ".join(str(k) for k in a.steps) + " |", "|---" * (len(a.steps) + 1) + "|"]
     out.append("| vanilla | " + " | ".join(f"{i.mean:.2f}" for i in a.vanilla_ci) + " |")
-    out.append("| metagrad | " + " | ".join(f"{i.mean:.2f}" for i in a.metagrad_ci) + " |")
-    out.append("| metagrad - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_steps) + " |")
+    out.append(f"| {t} | " + " | ".join(f"{i.mean:.2f}" for i in a.treatment_ci) + " |")
+    out.append(f"| {t} - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_steps) + " |")
     out.append("| scenes ahead | " + " | ".join(
-        f"{int((a.metagrad[..., x] - a.vanilla[..., x] > 0).sum())}/{a.vanilla[..., x].size}"
+        f"{int((a.treatment[..., x] - a.vanilla[..., x] > 0).sum())}/{a.vanilla[..., x].size}"
         for x in range(len(a.steps))) + " |")
     scale = f" x {cfg.time_scale:g}" if cfg.time_scale != 1 else ""
     out += ["", f"## PSNR (dB) after wall-clock budgets{scale}: paired difference", "",
             "| | " + " | ".join(f"+{b:g} s" for b in a.budgets) + " |", "|---" * (len(a.budgets) + 1) + "|",
             "| vanilla | " + " | ".join(f"{x:.2f}" for x in a.vanilla_budget.mean((0, 1))) + " |",
-            "| metagrad | " + " | ".join(f"{x:.2f}" for x in a.metagrad_budget.mean((0, 1))) + " |",
-            "| metagrad - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_budgets) + " |", ""]
+            f"| {t} | " + " | ".join(f"{x:.2f}" for x in a.treatment_budget.mean((0, 1))) + " |",
+            f"| {t} - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_budgets) + " |", ""]
     point, lo, hi = a.match
-    out += ["## Steps for MetaGrad to reach vanilla's final PSNR", "",
+    out += [f"## Steps for {t} to reach vanilla's final PSNR", "",
             f"pooled: {_steps(point)} (CI [{_steps(lo)}, {_steps(hi)}]); per seed: "
             + ", ".join(f"seed {s}: {_steps(v)}" for s, v in a.match_per_seed.items()), "",
-            f"## Per scene: metagrad - vanilla after {a.steps[-1]} steps (mean over seeds; per seed)", "",
+            f"## Per scene: {t} - vanilla after {a.steps[-1]} steps (mean over seeds; per seed)", "",
             "| scene | mean | " + " | ".join(f"seed {s}" for s in a.seeds) + " |", "|---" * (len(a.seeds) + 2) + "|"]
-    d = a.metagrad[..., -1] - a.vanilla[..., -1]  # [S, J]
+    d = a.treatment[..., -1] - a.vanilla[..., -1]  # [S, J]
     for j, name in enumerate(a.scenes):
         out.append(f"| {name} | {d[:, j].mean():+.2f} | " + " | ".join(f"{x:+.2f}" for x in d[:, j]) + " |")
     return "\n".join(out + ["", a.verdict, ""])
@@ -220,9 +223,9 @@ def csv_text(a: ClaimAnalysis) -> str:
     """claim.csv, long format: one row per (seed, scene, axis, x) with both PSNRs and the difference."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["set", "seed", "scene", "axis", "x", "vanilla_psnr", "metagrad_psnr", "diff"])
-    for axis, xs, v, m in (("step", a.steps, a.vanilla, a.metagrad),
-                           ("budget", a.budgets, a.vanilla_budget, a.metagrad_budget)):
+    w.writerow(["set", "seed", "scene", "axis", "x", "vanilla_psnr", f"{a.config.treatment}_psnr", "diff"])
+    for axis, xs, v, m in (("step", a.steps, a.vanilla, a.treatment),
+                           ("budget", a.budgets, a.vanilla_budget, a.treatment_budget)):
         for i, s in enumerate(a.seeds):
             for j, name in enumerate(a.scenes):
                 for x, xv in enumerate(xs):
@@ -237,13 +240,15 @@ def json_document(a: ClaimAnalysis) -> dict:
         "set": a.which, "config": asdict(a.config), "seeds": a.seeds, "scenes": a.scenes, "dropped": a.dropped,
         "steps": a.steps, "budgets": a.budgets,
         "diff_steps": [asdict(i) for i in a.diff_steps], "diff_budgets": [asdict(i) for i in a.diff_budgets],
-        "vanilla_steps": [asdict(i) for i in a.vanilla_ci], "metagrad_steps": [asdict(i) for i in a.metagrad_ci],
+        "vanilla_steps": [asdict(i) for i in a.vanilla_ci],
+        f"{a.config.treatment}_steps": [asdict(i) for i in a.treatment_ci],
         "steps_to_match": None if a.match is None else {"estimate": a.match[0], "low": a.match[1],
                                                         "high": a.match[2], "null": "never within the steps"},
         "steps_to_match_per_seed": a.match_per_seed,
         "claims": [asdict(c) for c in a.claims], "verdict": a.verdict,
-        "psnr": {"vanilla": a.vanilla.tolist(), "metagrad": a.metagrad.tolist(),
-                 "vanilla_budget": a.vanilla_budget.tolist(), "metagrad_budget": a.metagrad_budget.tolist()}})
+        "psnr": {"vanilla": a.vanilla.tolist(), a.config.treatment: a.treatment.tolist(),
+                 "vanilla_budget": a.vanilla_budget.tolist(),
+                 f"{a.config.treatment}_budget": a.treatment_budget.tolist()}})
 
 
 def plot_ci(a: ClaimAnalysis, path: Path) -> Path | None:
@@ -255,14 +260,14 @@ def plot_ci(a: ClaimAnalysis, path: Path) -> Path | None:
     plt = _pyplot()
     fig, (ax, dx) = plt.subplots(2, 1, figsize=(6.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     try:
-        for name, ci in ((CONTROL, a.vanilla_ci), (TREATMENT, a.metagrad_ci)):
+        for name, ci in ((CONTROL, a.vanilla_ci), (a.config.treatment, a.treatment_ci)):
             line, = ax.plot(a.steps, [i.mean for i in ci], marker="o", label=name)
             ax.fill_between(a.steps, [i.low for i in ci], [i.high for i in ci], color=line.get_color(), alpha=0.2)
         ax.set_ylabel("PSNR on target views (dB)")
         ax.set_title(f"{a.which}: {len(a.scenes)} scenes x {len(a.seeds)} seeds, {a.config.ci_level:.0%} CI")
         ax.grid(True, alpha=0.3)
         _legend_outside(ax)
-        dx.plot(a.steps, [i.mean for i in a.diff_steps], marker="o", color="k", label="metagrad - vanilla")
+        dx.plot(a.steps, [i.mean for i in a.diff_steps], marker="o", color="k", label=f"{a.config.treatment} - vanilla")
         dx.fill_between(a.steps, [i.low for i in a.diff_steps], [i.high for i in a.diff_steps], color="k", alpha=0.15)
         dx.axhline(0.0, color="grey", lw=0.8)
         dx.axhline(a.config.min_gain, color="tab:red", lw=0.8, ls="--", label=f"claim {a.config.min_gain:+g} dB")

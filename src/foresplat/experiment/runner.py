@@ -26,16 +26,20 @@ from pathlib import Path
 from foresplat.experiment.config import ClaimConfig, eval_seed_start
 from foresplat.io.atomic import atomic_write_json
 
-RULES = ("vanilla", "metagrad")
-"""Control first, treatment second."""
+
+
+def rules(config: ClaimConfig) -> tuple[str, str]:
+    """The two arms: the control (vanilla) first, the treatment (config.treatment, normally metagrad) second."""
+    return ("vanilla", config.treatment)
+
 MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
 
-ADDED_FIELDS = ("synthetic_pool", "anchor_views")
+ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment")
 """ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
-TREATMENT_ONLY = ("lam", "k_min", "k_max", "stride", "anchor_views")
-"""ClaimConfig fields only the MetaGrad rule reads (foresplat.meta.vanilla reads the zero-step views and the
+TREATMENT_ONLY = ("treatment", "lam", "k_min", "k_max", "stride", "anchor_views")
+"""ClaimConfig fields only the treatment rule reads (foresplat.meta.vanilla reads the zero-step views and the
 loss weights): runs that differ only in these share their vanilla arm, so `control_from` can copy it."""
 CONTROL_FILES = ("model.safetensors", "model.json", "config.yaml", "metrics.jsonl", "summary.json")
 """What a copied vanilla fine-tune keeps (summary.json last: its presence marks the copy finished)."""
@@ -209,7 +213,7 @@ def run_finetunes(config: ClaimConfig, base: Path, out: Path, progress: bool, se
 
     ckpts = {}
     for seed in config.seeds:
-        for rule in RULES:
+        for rule in rules(config):
             d = finetune_dir(out, seed, rule)
             if _finished(d):
                 print(f"fine-tune seed {seed} {rule}: done earlier ({d})", flush=True)
@@ -327,7 +331,7 @@ def evaluate_cells(config: ClaimConfig, which: str, sources, ckpts: dict, out: P
 def _existing_finetunes(config: ClaimConfig, out: Path) -> dict[tuple[int, str], Path]:
     ckpts = {}
     for seed in config.seeds:
-        for rule in RULES:
+        for rule in rules(config):
             d = finetune_dir(out, seed, rule)
             if not _finished(d):
                 raise FileNotFoundError(f"--report-only: the fine-tune {d} is not finished yet; nothing to report")
