@@ -13,7 +13,7 @@ The protocol (`foresplat eval`, `evaluate(...)`), defaults = the paper's:
     * outputs (atomic): results.md/.csv/.json, psnr_vs_steps.png, psnr_vs_seconds.png,
       ply/<scene>/<method>.ply (final step), grids/<scene>.png (truth | step 0 | final per method).
 `foresplat demo` runs the same protocol with a CPU-scaled preset (commands/demo.py, DEMO_PRESETS:
-6 + 4 views at 48 px, steps 0/25/50/100/200, budgets x 0.1) and checks the paper's claim
+6 + 4 views at 48 px, the paper's steps 0/200/500/1k/2k, budgets x 0.1) and checks the paper's claim
 (`claims.check_claims`) from the numbers.
 
 Modules: metrics (PSNR, SSIM), lpips (optional, local weights), budget (time budgets), results
