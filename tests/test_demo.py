@@ -87,3 +87,22 @@ def test_fine_tunes_had_equal_budgets(quick_demo):
                 "init_checkpoint", "train_backbone"):
         assert cfg["vanilla"][key] == cfg["metagrad"][key], key
     assert cfg["vanilla"]["train_backbone"] is False
+
+
+def test_real_flag_evaluates_only_evaluation_scenes(tmp_path, shared_data):
+    root = shared_data
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    (data / "llff_fern").symlink_to(root / "llff_fern")  # a visible evaluation scene
+    (data / "real" / "middlebury_templering").symlink_to(root / "real" / "middlebury_templering")  # held out
+    (data / "real" / "middlebury_dino").symlink_to(root / "real" / "middlebury_dino")  # a training scene
+    res = run_demo(DemoCommand(quick=True, real=True, data=data, out=tmp_path / "demo", progress=False))
+    rep = res.real.report
+    assert sorted(s.scene for s in rep.scenes) == ["llff_fern", "middlebury_templering"]
+    assert rep.methods == ["vanilla", "metagrad", "points", "random"]
+    assert [s.scene for s in rep.ok_scenes()] == ["llff_fern"]  # every method ran there
+    for scene in rep.scenes:  # templering has no sparse points: that one method fails, the others ran
+        ok = {m.method for m in scene.methods if m.ok}
+        assert ok == ({"vanilla", "metagrad", "points", "random"} if scene.scene == "llff_fern"
+                      else {"vanilla", "metagrad", "random"}), (scene.scene, ok)
+    assert (res.run_dir / "eval_real" / "results.md").is_file()

@@ -72,7 +72,7 @@ class DemoCommand:
     seed: int = 0
     """Seed of training (model init, scene draws, rule generators) and refinement."""
     real: bool = False
-    """Also evaluate the real evaluation scenes of the shared data folder (full preset; adds ~10 min)."""
+    """Also evaluate the real evaluation scenes of the shared data folder (full preset: adds ~10 min)."""
     data: Path | None = None
     """Real-scene folder (default: $FORESPLAT_DATA, else a shared/data folder next to the repository)."""
     time_scale: float | None = None
@@ -266,7 +266,7 @@ def run_demo(cmd: DemoCommand) -> DemoResult:
     verdict = verdict_text(claims)
 
     real = None
-    if cmd.real and not cmd.quick:
+    if cmd.real:
         _stage("3b/4 evaluation on the real evaluation scenes of the shared data folder")
         root, sources = _real_sources(cmd, config)
         if sources:
