@@ -291,6 +291,7 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
         assert (tmp_path / "b" / cell.relative_to(tmp_path / "a")).read_bytes() == cell.read_bytes()
     assert not (tmp_path / "b/finetune/seed0/vanilla/checkpoints").exists()
     assert json.loads((tmp_path / "b/claim.json").read_text())["control_from"] == [str(tmp_path / "a")]
+    assert "copied from" in b.markdown and "wall-clock budget columns" in b.markdown
     # what makes the copy valid: the same treatment run computed from scratch has the same control
     c = run_claim(claim_preset("smoke", **treat), tmp_path / "c", progress=False).analyses["synthetic"]
     assert np.allclose(c.vanilla, a.vanilla, atol=1e-5) and np.array_equal(b.vanilla, a.vanilla)

@@ -409,6 +409,14 @@ def _analyse_and_write(config: ClaimConfig, which: str, sources, names: list[str
     from foresplat.experiment.report import analyse, write_results
 
     analysis = analyse(config, which, names, cells, _min_scenes(config, which, sources))
+    try:
+        copied = json.loads((out / "claim.json").read_text(encoding="utf-8")).get("control_from")
+    except (OSError, ValueError, AttributeError):
+        copied = None
+    if copied:
+        analysis.markdown += (f"\nThe vanilla cells were copied from {', '.join(copied)} (--control-from): the step "
+                              "columns are paired exactly, but the wall-clock budget columns compare evaluations "
+                              "run at different times, under whatever load the machine had then.\n")
     if len(names) < len(sources):
         analysis.markdown += (f"\nPartial: {len(names)} of {len(sources)} {which} scenes have every cell "
                               "finished; the others are not included.\n")
