@@ -232,9 +232,11 @@ def test_cli_overrides_reach_the_config(capsys):
 
     assert claim_preset("cpu").lam == 0.5 and claim_preset("gpu").lam == 0.0
     assert main(["experiment", "claim", "--preset", "cpu", "--stride", "20", "--lam", "0.25", "--k-min", "10",
-                 "--finetune-lr", "0.003", "--plan", "--no-estimate"]) == 0
+                 "--finetune-lr", "0.003", "--image-size", "24", "--train-size", "32", "--treatment", "reptile",
+                 "--plan", "--no-estimate"]) == 0
     out = capsys.readouterr().out
     assert "'stride': 20" in out and "'lam': 0.25" in out and "'k_min': 10" in out and "'finetune_lr': 0.003" in out
+    assert "'image_size': 24" in out and "'train_size': 32" in out and "'treatment': 'reptile'" in out
     assert main(["experiment", "claim", "--preset", "cpu", "--lam", "1.0", "--plan"]) == 2
     assert "ClaimConfig.lam" in capsys.readouterr().err
 

@@ -314,3 +314,23 @@ def test_bad_inputs_raise(split, g_init):
     no_target = replace(split, target=split.target.subset([]), target_indices=[])
     with pytest.raises(ValueError, match="no target views"):
         rule(g_init, no_target, torch.Generator())
+
+
+def test_unrolled_memory_is_checked_before_the_batch_runs(split, g_init, monkeypatch):
+    from foresplat.errors import MemoryLimitError
+    from foresplat.limits import unrolled_bytes
+    from foresplat.train.loop import run_rule
+
+    rule = build_rule(cfg("unrolled", lam=0.5, k_min=2, k_max=8, stride=2))
+    h, w = split.context.images.shape[-3:-1]
+    # K = 8 refiner renders + 5 anchors (0, 2, 4, 6, 8) x 1 view, at the largest K whatever K is drawn
+    assert rule.peak_bytes(g_init, split) == unrolled_bytes(13, g_init.num, h * w)
+    calls = []
+    monkeypatch.setattr(type(rule), "__call__", lambda self, *a: calls.append(a))
+    monkeypatch.setenv("FORESPLAT_MAX_MEMORY_GB", str(1.5 * rule.peak_bytes(g_init, split) / (1 << 30)))
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    run_rule(rule, [g_init, g_init], [split, split], gens, workers=1)  # one scene at a time fits
+    assert len(calls) == 2
+    with pytest.raises(MemoryLimitError, match=r"UnrolledRule on 2 scene\(s\) at once .* --max-memory-gb"):
+        run_rule(rule, [g_init, g_init], [split, split], gens, workers=2)  # two at once do not
+    assert len(calls) == 2  # refused before any call

@@ -18,7 +18,7 @@ import os
 from foresplat.errors import MemoryLimitError
 
 __all__ = ["memory_limit_bytes", "check_memory", "scene_bytes", "refine_bytes", "render_bytes",
-           "gaussians_bytes", "fmt_gb"]
+           "gaussians_bytes", "unrolled_bytes", "fmt_gb"]
 
 ENV = "FORESPLAT_MAX_MEMORY_GB"
 DEFAULT_FRACTION = 0.5
@@ -28,6 +28,11 @@ BYTES_PER_RENDER_PIXEL = 512
 """One rendered view with its autograd intermediates (colour, alpha, depth, loss maps), per pixel."""
 BYTES_PER_GAUSSIAN = 4096
 """Parameters, gradients, two Adam moments, projected 2D footprints, copies (SH degree 3)."""
+BYTES_PER_KEPT_GAUSSIAN_PIXEL = 300
+"""The `unrolled` rule keeps every float64 reference render of its K-step graph (K refiner renders +
+one per anchor view), each with dense [pixels, N] intermediates. Peak RSS of one call (4 + 2 views,
+lam 0.5, stride 2; N = 500-1000, 24-32 px; K = 4 / 8: 7 / 13 such renders) grew by 285-305 bytes per
+Gaussian x pixel x render (the float32 zero-step renders are inside that margin)."""
 
 
 def physical_memory_bytes() -> int:
@@ -87,6 +92,11 @@ def render_bytes(width: int, height: int, views_at_once: int = 1) -> float:
 def gaussians_bytes(num: int) -> float:
     """A set of `num` Gaussians being refined or rendered."""
     return float(num) * BYTES_PER_GAUSSIAN
+
+
+def unrolled_bytes(renders: int, gaussians: int, pixels: int) -> float:
+    """One `unrolled` rule call keeping `renders` renders of `pixels` pixels of `gaussians` Gaussians."""
+    return float(renders) * float(gaussians) * float(pixels) * BYTES_PER_KEPT_GAUSSIAN_PIXEL
 
 
 def refine_bytes(views: int, width: int, height: int, gaussians: int, views_per_step: int = 1) -> float:

@@ -66,6 +66,10 @@ class ClaimCommand:
     synthetic_only: bool | None = None
     """False: fine-tune on the train preset's mix of real training captures and synthetic scenes (default
     True: synthetic scenes only)."""
+    image_size: int | None = None
+    """Override the side of the synthetic evaluation scenes (longest side of real ones), pixels."""
+    train_size: int | None = None
+    """Override the side of the square fine-tuning scenes, pixels (a multiple of the predictor's divisor)."""
     eval_scenes: int | None = None
     """Override the number of unseen synthetic scenes (>= 16 for a verdict)."""
     real: bool | None = None
@@ -86,10 +90,10 @@ def resolve(cmd: ClaimCommand):
 
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
                         finetune_lr=cmd.finetune_lr, treatment=cmd.treatment, lam=cmd.lam, k_min=cmd.k_min,
-                        k_max=cmd.k_max, stride=cmd.stride, anchor_views=cmd.anchor_views, synthetic_pool=cmd.synthetic_pool,
-                        synthetic_only=cmd.synthetic_only,
-                        eval_scenes=cmd.eval_scenes, real_scenes=cmd.real, backend=cmd.backend,
-                        device=cmd.device)
+                        k_max=cmd.k_max, stride=cmd.stride, anchor_views=cmd.anchor_views,
+                        synthetic_pool=cmd.synthetic_pool, synthetic_only=cmd.synthetic_only,
+                        eval_scenes=cmd.eval_scenes, image_size=cmd.image_size, train_size=cmd.train_size,
+                        real_scenes=cmd.real, backend=cmd.backend, device=cmd.device)
 
 
 def _plan(config) -> str:

@@ -20,6 +20,8 @@ Numerics (documented choices):
     (default 1e-8, torch's Adam default) replaces the refiner's eps for this rule only, bounding
     that derivative; set it to None to differentiate the refiner with its own eps.
 Memory and time grow linearly in K (the whole graph is kept): small scenes, K <= unrolled_max_k.
+`peak_bytes` estimates a call at K = k_max; the training loop refuses a batch above the memory
+limit (foresplat.limits) before running it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ class UnrolledRule:
         self.config = replace(config, backend="reference")
         self.refine = replace(config.refine, backend="reference",
                               eps=config.refine.eps if config.unrolled_eps is None else config.unrolled_eps)
+
+    def peak_bytes(self, g0: Gaussians, split: SceneSplit) -> float:
+        """Estimated memory of one call on G0 [N] and `split` at the largest K (limits.unrolled_bytes)."""
+        from foresplat.limits import unrolled_bytes
+
+        cfg = self.config
+        k = cfg.k_max
+        per_anchor = cfg.anchor_views_per_anchor or split.context.num_views + split.target.num_views  # None: all
+        anchors = len(anchor_steps(k, cfg.stride, cfg.anchor_first, cfg.anchor_last))
+        renders = k * cfg.refine.views_per_step + anchors * per_anchor  # the float64 renders the graph keeps
+        height, width = split.context.images.shape[-3:-1]
+        return unrolled_bytes(renders, g0.num, int(height) * int(width))
 
     def __call__(self, g0: Gaussians, split: SceneSplit, generator: torch.Generator) -> RuleOutput:
         """G0 [N] (attached to the head) -> RuleOutput(lam L(G0) + (1 - lam) mean_k L(G_k), logs)."""

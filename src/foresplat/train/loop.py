@@ -81,6 +81,14 @@ def run_rule(rule: TrainingRule, g0s: list, splits: list[SceneSplit], gens: list
     workers > 1: the calls run in that many threads (torch releases the GIL in its kernels). Each call
     draws only from its own generator and builds its own part of the graph, so the outputs are the
     same as one after the other (tests/test_train_rule_workers.py checks them bit for bit)."""
+    estimate = getattr(rule, "peak_bytes", None)  # rules whose memory grows with the scene (unrolled)
+    if estimate is not None:
+        from foresplat.limits import check_memory
+
+        per_call = sorted((estimate(g, s) for g, s in zip(g0s, splits)), reverse=True)
+        at_once = max(1, min(workers, len(g0s)))
+        check_memory(sum(per_call[:at_once]), f"rule {type(rule).__name__} on {at_once} scene(s) at once "
+                     f"({g0s[0].num} Gaussians, {tuple(splits[0].context.images.shape[-3:-1])} px)")
     if workers <= 1 or len(g0s) <= 1:
         return [rule(g, s, gen) for g, s, gen in zip(g0s, splits, gens)]
     from concurrent.futures import ThreadPoolExecutor
