@@ -1,6 +1,6 @@
 """`foresplat demo`: the paper's experiment at its horizons, scaled to a CPU: two head fine-tunes, evaluation.
 
-    foresplat demo              # ~15 min on 2 CPU cores: fine-tune (vanilla + MetaGrad) the shipped base, evaluate
+    foresplat demo              # ~12 min on 2 CPU cores: fine-tune (vanilla + MetaGrad) the shipped base, evaluate
     foresplat demo --quick      # under a minute: a tiny base trained in-process (what CI runs)
     foresplat demo --real       # also the real evaluation scenes of ../shared/data (adds ~10 min)
 
