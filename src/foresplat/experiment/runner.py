@@ -26,12 +26,6 @@ from pathlib import Path
 from foresplat.experiment.config import ClaimConfig, eval_seed_start
 from foresplat.io.atomic import atomic_write_json
 
-
-
-def rules(config: ClaimConfig) -> tuple[str, str]:
-    """The two arms: the control (vanilla) first, the treatment (config.treatment, normally metagrad) second."""
-    return ("vanilla", config.treatment)
-
 MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
@@ -43,6 +37,11 @@ TREATMENT_ONLY = ("treatment", "lam", "k_min", "k_max", "stride", "anchor_views"
 loss weights): runs that differ only in these share their vanilla arm, so `control_from` can copy it."""
 CONTROL_FILES = ("model.safetensors", "model.json", "config.yaml", "metrics.jsonl", "summary.json")
 """What a copied vanilla fine-tune keeps (summary.json last: its presence marks the copy finished)."""
+
+
+def rules(config: ClaimConfig) -> tuple[str, str]:
+    """The two arms: the control (vanilla) first, the treatment (config.treatment, normally metagrad) second."""
+    return ("vanilla", config.treatment)
 
 
 @dataclass
