@@ -325,6 +325,9 @@ def test_unrolled_memory_is_checked_before_the_batch_runs(split, g_init, monkeyp
     h, w = split.context.images.shape[-3:-1]
     # K = 8 refiner renders + 5 anchors (0, 2, 4, 6, 8) x 1 view, at the largest K whatever K is drawn
     assert rule.peak_bytes(g_init, split) == unrolled_bytes(13, g_init.num, h * w)
+    # every anchor scoring the whole anchor pool (the 2 target views): 8 + 5 x 2 renders
+    every = build_rule(cfg("unrolled", k_min=2, k_max=8, stride=2, anchor_views="target", anchor_views_per_anchor=None))
+    assert every.peak_bytes(g_init, split) == unrolled_bytes(18, g_init.num, h * w)
     calls = []
     monkeypatch.setattr(type(rule), "__call__", lambda self, *a: calls.append(a))
     monkeypatch.setenv("FORESPLAT_MAX_MEMORY_GB", str(1.5 * rule.peak_bytes(g_init, split) / (1 << 30)))

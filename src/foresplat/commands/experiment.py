@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from foresplat.experiment.config import Treatment
+
 EXPERIMENTS = {"claim": "MetaGrad vs vanilla head fine-tunes at the paper's horizons, with confidence intervals"}
 
 
@@ -48,7 +50,7 @@ class ClaimCommand:
     """Override the outer iterations of each fine-tune."""
     finetune_lr: float | None = None
     """Override the fine-tunes' peak learning rate."""
-    treatment: Literal["metagrad", "dense", "reptile", "unrolled"] | None = None
+    treatment: Treatment | None = None
     """Override the rule compared with vanilla (default metagrad; dense, reptile and unrolled are references;
     unrolled needs --k-max <= 8)."""
     lam: float | None = None

@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 
-TREATMENT_LABELS = {"metagrad": "MetaGrad", "dense": "MetaGrad (stride 1)", "reptile": "Reptile",
-                    "unrolled": "unrolled (exact meta-gradient)"}
-"""The rules a claim run may compare with vanilla, and how its verdict names them."""
-UNROLLED_MAX_K = 8
-"""Largest K of the unrolled treatment (foresplat.meta.RuleConfig.unrolled_max_k's default)."""
+Treatment = Literal["metagrad", "dense", "reptile", "unrolled"]
+"""The rules a claim run may compare with vanilla."""
+TREATMENT_LABELS: dict[str, str] = {"metagrad": "MetaGrad", "dense": "MetaGrad (stride 1)", "reptile": "Reptile",
+                                    "unrolled": "unrolled (exact meta-gradient)"}
+"""How the verdict names each treatment."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ClaimConfig:
     """Distinct synthetic fine-tuning scenes (None: the train preset's pool; 0: an endless stream)."""
     anchor_views: Literal["context", "target", "both"] | None = None
     """Views MetaGrad's anchors score the refined state on (None: RuleConfig's default, "target")."""
-    treatment: Literal["metagrad", "dense", "reptile", "unrolled"] = "metagrad"
+    treatment: Treatment = "metagrad"
     """The rule compared with vanilla: metagrad (the paper's), or a reference: dense (MetaGrad with stride 1),
     reptile (first-order, no anchors), unrolled (the exact meta-gradient through K <= 8 steps: small scenes)."""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -143,8 +143,11 @@ class ClaimConfig:
             bad("stride", "a positive integer")
         if self.treatment not in TREATMENT_LABELS:
             bad("treatment", f"one of {sorted(TREATMENT_LABELS)}")
-        if self.treatment == "unrolled" and self.k_max > UNROLLED_MAX_K:
-            bad("k_max", f"<= {UNROLLED_MAX_K} with treatment unrolled (it keeps the whole K-step graph)")
+        from foresplat.meta import RuleConfig
+
+        max_k = RuleConfig().unrolled_max_k  # what the unrolled fine-tune would refuse, checked before any run
+        if self.treatment == "unrolled" and self.k_max > max_k:
+            bad("k_max", f"<= {max_k} with treatment unrolled (it keeps the whole K-step graph)")
         if not self.steps or self.steps[0] != 0 or any(b <= a for a, b in zip(self.steps, self.steps[1:])):
             bad("steps", "strictly increasing step counts starting at 0")
         if self.refine_horizon < self.steps[-1]:

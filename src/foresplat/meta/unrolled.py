@@ -59,7 +59,9 @@ class UnrolledRule:
 
         cfg = self.config
         k = cfg.k_max
-        per_anchor = cfg.anchor_views_per_anchor or split.context.num_views + split.target.num_views  # None: all
+        pool = {"context": split.context.num_views, "target": split.target.num_views,
+                "both": split.context.num_views + split.target.num_views}[cfg.anchor_views]
+        per_anchor = min(cfg.anchor_views_per_anchor or pool, pool)  # None: the whole anchor pool
         anchors = len(anchor_steps(k, cfg.stride, cfg.anchor_first, cfg.anchor_last))
         renders = k * cfg.refine.views_per_step + anchors * per_anchor  # the float64 renders the graph keeps
         height, width = split.context.images.shape[-3:-1]
