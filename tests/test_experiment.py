@@ -145,14 +145,34 @@ def test_anchor_views_and_scene_pool_reach_the_finetunes_and_old_runs_resume(tmp
 def test_demo_finetune_config_is_the_shared_one():
     from foresplat.meta import RuleConfig
     from foresplat.train import train_preset
-    from foresplat.train.finetune import head_finetune_config
+    from foresplat.train.finetune import rule_finetune_config
 
-    got = head_finetune_config("metagrad", "b", preset="demo", iterations=200, lr=1e-2, seed=3, out_dir="o",
+    got = rule_finetune_config("metagrad", "b", preset="demo", iterations=200, lr=1e-2, seed=3, out_dir="o",
                                k_min=10, k_max=100, stride=10, progress=False)
     want = train_preset("demo", rule=RuleConfig(name="metagrad", lam=0.0, k_min=10, k_max=100, stride=10),
                         init_checkpoint="b", train_backbone=False, iterations=200, lr=1e-2, warmup=20, seed=3,
                         val_scenes=0, out_dir="o", progress=False)
     assert got == want
+
+
+def test_finetune_backbone_trains_the_whole_network_and_keeps_old_runs_resumable(tmp_path):
+    import json
+
+    from foresplat.experiment import claim_preset
+    from foresplat.experiment.runner import check_control, finetune_config, prepare_out_dir
+
+    head = claim_preset("cpu")
+    whole = claim_preset("cpu", finetune_backbone=True)
+    assert not finetune_config(head, "vanilla", tmp_path / "b", 0, tmp_path / "h", False).train_backbone
+    assert finetune_config(whole, "metagrad", tmp_path / "b", 0, tmp_path / "w", False).train_backbone
+    record = prepare_out_dir(tmp_path / "old", head, resume=False)
+    del record["config"]["finetune_backbone"]  # a run stored before the field existed ran the head only
+    (tmp_path / "old" / "claim.json").write_text(json.dumps(record))
+    assert prepare_out_dir(tmp_path / "old", head, resume=True)
+    with pytest.raises(ValueError, match="finetune_backbone"):
+        prepare_out_dir(tmp_path / "old", whole, resume=True)
+    with pytest.raises(ValueError, match="finetune_backbone"):  # the vanilla arm changes too: no shared control
+        check_control(whole, tmp_path / "old")
 
 
 # ---- end to end -----------------------------------------------------------------------------------------

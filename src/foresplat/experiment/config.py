@@ -63,6 +63,8 @@ class ClaimConfig:
     """Outer iterations of EACH fine-tune (the matched budget)."""
     finetune_lr: float = 1e-2
     """Peak learning rate of the fine-tunes."""
+    finetune_backbone: bool = False
+    """Fine-tune the whole network (False: the Gaussian head only, the backbone frozen)."""
     lam: float = 0.0
     """MetaGrad's lambda (weight of the zero-step loss; 0 = pure MetaGrad, the paper's best final quality)."""
     k_min: int = 50

@@ -186,7 +186,8 @@ def markdown(a: ClaimAnalysis) -> str:
     t = cfg.treatment
     out = [f"# Claim experiment ({cfg.name} preset): {a.which} scenes", "",
            f"{len(a.scenes)} scenes x {len(a.seeds)} training seeds {a.seeds}; fine-tunes of "
-           f"{cfg.finetune_iterations} outer iterations each (lr {cfg.finetune_lr:g}, treatment {t}, lam {cfg.lam:g}, "
+           f"{cfg.finetune_iterations} outer iterations each ({'whole network' if cfg.finetune_backbone else 'head only'}, "
+           f"lr {cfg.finetune_lr:g}, treatment {t}, lam {cfg.lam:g}, "
            f"K ~ U{{{cfg.k_min}..{cfg.k_max}}}, stride {cfg.stride}); {cfg.num_context} + {cfg.num_target} views; "
            f"{cfg.ci_level:.0%} bootstrap CIs ({cfg.n_boot} replicates, resampling scenes and seeds).", ""]
     if a.dropped:

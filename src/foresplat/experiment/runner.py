@@ -30,7 +30,7 @@ MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
 
-ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment")
+ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment", "finetune_backbone")
 """ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
 TREATMENT_ONLY = ("treatment", "lam", "k_min", "k_max", "stride", "anchor_views")
 """ClaimConfig fields only the treatment rule reads (foresplat.meta.vanilla reads the zero-step views and the
@@ -170,9 +170,9 @@ def base_checkpoint(config: ClaimConfig, out: Path, progress: bool) -> Path:
 
 
 def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_dir: Path, progress: bool):
-    """The TrainConfig of one head fine-tune (train.finetune.head_finetune_config with this experiment's sizes)."""
+    """The TrainConfig of one fine-tune (train.finetune.rule_finetune_config with this experiment's sizes)."""
     from foresplat.train import train_preset
-    from foresplat.train.finetune import head_finetune_config
+    from foresplat.train.finetune import rule_finetune_config
 
     preset = train_preset(config.train_preset)
     overrides: dict = dict(progress=progress, backend=config.backend, device=config.device, resume="auto",
@@ -191,10 +191,10 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
     rule_overrides: dict = {"refine": replace(preset.rule.refine, steps=config.refine_horizon)}
     if config.anchor_views is not None:
         rule_overrides["anchor_views"] = config.anchor_views
-    return head_finetune_config(rule, base, preset=config.train_preset, iterations=config.finetune_iterations,
+    return rule_finetune_config(rule, base, preset=config.train_preset, iterations=config.finetune_iterations,
                                 lr=config.finetune_lr, seed=seed, out_dir=out_dir, k_min=config.k_min,
                                 k_max=config.k_max, stride=config.stride, lam=config.lam,
-                                rule_overrides=rule_overrides, **overrides)
+                                train_backbone=config.finetune_backbone, rule_overrides=rule_overrides, **overrides)
 
 
 def _finished(run_dir: Path) -> bool:
