@@ -173,6 +173,11 @@ def test_finetune_backbone_trains_the_whole_network_and_keeps_old_runs_resumable
         prepare_out_dir(tmp_path / "old", whole, resume=True)
     with pytest.raises(ValueError, match="finetune_backbone"):  # the vanilla arm changes too: no shared control
         check_control(whole, tmp_path / "old")
+    opacity = claim_preset("cpu", head_outputs=("opacity", "scale"))
+    assert finetune_config(opacity, "metagrad", tmp_path / "b", 0, tmp_path / "o", False).head_outputs == (
+        "opacity", "scale")
+    with pytest.raises(ValueError, match="head_outputs"):
+        claim_preset("cpu", head_outputs=("opacity",), finetune_backbone=True)
 
 
 # ---- end to end -----------------------------------------------------------------------------------------

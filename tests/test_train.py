@@ -96,6 +96,33 @@ def test_head_only_finetuning_keeps_backbone_bit_identical(trained, tmp_path):
     assert summary["trainable_parameters"] == sum(init[k].numel() for k in head)
 
 
+def test_head_outputs_restrict_what_the_finetune_changes(trained, tmp_path):
+    from foresplat.data.synthetic import SyntheticConfig, generate_scene
+
+    init = weights(trained / "model")
+    out = tmp_path / "opacity"
+    train(tiny(out, iterations=2, val_scenes=0, init_checkpoint=str(trained / "model"), train_backbone=False,
+               head_outputs=("opacity",)))
+    after = weights(out / "model")
+    moved = sorted(k for k in init if not torch.equal(init[k], after[k]))
+    assert moved and set(moved) <= {"head.out.weight", "head.out.bias"}  # decay and the body left alone
+    rows = Predictor.from_checkpoint(trained / "model").head.output_rows(("opacity",))
+    assert rows.sum() == 1
+    for k in moved:  # only the opacity channel's row
+        assert torch.equal(init[k][~rows], after[k][~rows]) and not torch.equal(init[k][rows], after[k][rows])
+    scene = generate_scene(5, SyntheticConfig(width=32, height=32, num_views=2))
+    with torch.no_grad():
+        g0 = Predictor.from_checkpoint(trained / "model").predict(scene)
+        g1 = Predictor.from_checkpoint(out / "model").predict(scene)
+    for name in ("means", "quats", "log_scales", "sh"):
+        assert torch.equal(getattr(g0, name), getattr(g1, name)), name
+    assert not torch.equal(g0.opacity_logits, g1.opacity_logits)
+    with pytest.raises(ValueError, match="head_outputs"):
+        tiny(tmp_path / "x", head_outputs=("opacity",))  # the backbone trains: no restriction possible
+    with pytest.raises(ValueError, match="head_outputs"):
+        tiny(tmp_path / "x", train_backbone=False, head_outputs=("depth",))
+
+
 def test_torchrun_two_processes_hold_identical_weights(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

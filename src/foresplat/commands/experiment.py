@@ -52,6 +52,9 @@ class ClaimCommand:
     """Override the fine-tunes' peak learning rate."""
     finetune_backbone: bool | None = None
     """True: the fine-tunes train the whole network (default: the Gaussian head only, backbone frozen)."""
+    head_outputs: tuple[Literal["position", "scale", "rotation", "opacity", "colour"], ...] | None = None
+    """Head-only fine-tunes that train only the head's last layer, and only its rows for these outputs
+    (default: the whole head)."""
     treatment: Treatment | None = None
     """Override the rule compared with vanilla (default metagrad; dense, reptile and unrolled are references;
     unrolled needs --k-max <= 8)."""
@@ -93,7 +96,8 @@ def resolve(cmd: ClaimCommand):
     from foresplat.experiment import claim_preset
 
     return claim_preset(cmd.preset, base=cmd.base_ckpt, seeds=cmd.seeds, finetune_iterations=cmd.finetune_iterations,
-                        finetune_lr=cmd.finetune_lr, finetune_backbone=cmd.finetune_backbone, treatment=cmd.treatment, lam=cmd.lam, k_min=cmd.k_min,
+                        finetune_lr=cmd.finetune_lr, finetune_backbone=cmd.finetune_backbone,
+                        head_outputs=cmd.head_outputs, treatment=cmd.treatment, lam=cmd.lam, k_min=cmd.k_min,
                         k_max=cmd.k_max, stride=cmd.stride, anchor_views=cmd.anchor_views,
                         synthetic_pool=cmd.synthetic_pool, synthetic_only=cmd.synthetic_only,
                         eval_scenes=cmd.eval_scenes, image_size=cmd.image_size, train_size=cmd.train_size,

@@ -65,6 +65,9 @@ class ClaimConfig:
     """Peak learning rate of the fine-tunes."""
     finetune_backbone: bool = False
     """Fine-tune the whole network (False: the Gaussian head only, the backbone frozen)."""
+    head_outputs: tuple[str, ...] = ()
+    """Head-only fine-tunes that may change only these outputs (the head's last layer, its rows for
+    position, scale, rotation, opacity and/or colour; TrainConfig.head_outputs); () = the whole head."""
     lam: float = 0.0
     """MetaGrad's lambda (weight of the zero-step loss; 0 = pure MetaGrad, the paper's best final quality)."""
     k_min: int = 50
@@ -143,6 +146,13 @@ class ClaimConfig:
             bad("k_min", f"1 <= k_min <= k_max ({self.k_max})")
         if self.stride < 1:
             bad("stride", "a positive integer")
+        if self.head_outputs:
+            from foresplat.models.head import HEAD_OUTPUTS
+
+            if self.finetune_backbone:
+                bad("head_outputs", "() with finetune_backbone (the whole network trains)")
+            if not set(self.head_outputs) <= set(HEAD_OUTPUTS):
+                bad("head_outputs", f"a subset of {list(HEAD_OUTPUTS)}")
         if self.treatment not in TREATMENT_LABELS:
             bad("treatment", f"one of {sorted(TREATMENT_LABELS)}")
         from foresplat.meta import RuleConfig

@@ -30,7 +30,7 @@ MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
 
-ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment", "finetune_backbone")
+ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment", "finetune_backbone", "head_outputs")
 """ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
 TREATMENT_ONLY = ("treatment", "lam", "k_min", "k_max", "stride", "anchor_views")
 """ClaimConfig fields only the treatment rule reads (foresplat.meta.vanilla reads the zero-step views and the
@@ -188,6 +188,8 @@ def finetune_config(config: ClaimConfig, rule: str, base: Path, seed: int, out_d
         overrides["datasets"] = ()
     if config.synthetic_pool is not None:
         overrides["synthetic_pool"] = config.synthetic_pool
+    if config.head_outputs:
+        overrides["head_outputs"] = tuple(config.head_outputs)
     rule_overrides: dict = {"refine": replace(preset.rule.refine, steps=config.refine_horizon)}
     if config.anchor_views is not None:
         rule_overrides["anchor_views"] = config.anchor_views

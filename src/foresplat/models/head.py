@@ -85,6 +85,11 @@ def _rotate_sh1(sh1: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     return torch.stack([-v[..., 1, :], v[..., 2, :], -v[..., 0, :]], dim=-2)
 
 
+HEAD_OUTPUTS = ("position", "scale", "rotation", "opacity", "colour")
+"""The groups of the head's raw channels, in channel order: offset (3), log-scale (3), quaternion (4),
+opacity (1), SH colour residual (3K)."""
+
+
 class GaussianHead(nn.Module):
     """BackboneOutput (+ the views) -> Gaussians [B, V*h*w] in raw parameters (module docstring)."""
 
@@ -96,6 +101,25 @@ class GaussianHead(nn.Module):
         self.body = nn.Sequential(ConvNormAct(in_channels + 3 + 2, c.hidden_channels),
                                   *(ResBlock(c.hidden_channels) for _ in range(c.num_blocks)))
         self.out = small_init_(nn.Conv2d(c.hidden_channels, self.num_out, 1), std=1e-2)
+        self.restricted_to: tuple[str, ...] = ()  # set by restrict_training
+
+    def output_rows(self, outputs: tuple[str, ...]) -> torch.Tensor:
+        """Boolean mask [num_out] of the raw channels of the named HEAD_OUTPUTS groups."""
+        sizes = dict(zip(HEAD_OUTPUTS, (3, 3, 4, 1, 3 * self.config.num_sh)))
+        unknown = sorted(set(outputs) - set(HEAD_OUTPUTS))
+        if unknown or not outputs:
+            raise ValueError(f"head outputs: expected a non-empty subset of {list(HEAD_OUTPUTS)}, got {list(outputs)}")
+        return torch.cat([torch.full((sizes[g],), g in outputs, dtype=torch.bool) for g in HEAD_OUTPUTS])
+
+    def restrict_training(self, outputs: tuple[str, ...]) -> None:
+        """Lets training change only the named outputs: the body is frozen, and gradient hooks zero the
+        last layer's rows of every other group (their weights then stay exactly as loaded, provided the
+        optimizer does not decay them: build_optimizer leaves `out` undecayed when restricted)."""
+        keep = self.output_rows(outputs)
+        self.body.requires_grad_(False)
+        self.out.weight.register_hook(lambda g: g * keep.to(g).view(-1, 1, 1, 1))
+        self.out.bias.register_hook(lambda g: g * keep.to(g))
+        self.restricted_to = tuple(outputs)
 
     def forward(self, feats: BackboneOutput, images: torch.Tensor, viewmats: torch.Tensor,
                 Ks: torch.Tensor, near: torch.Tensor, far: torch.Tensor) -> Gaussians:

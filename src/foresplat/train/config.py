@@ -31,6 +31,9 @@ class TrainConfig:
     """Start from this predictor checkpoint's weights (fine-tuning) instead of a random init (--ckpt)."""
     train_backbone: bool = True
     """False: freeze the backbone and train the Gaussian head only (MetaGrad fine-tuning)."""
+    head_outputs: tuple[str, ...] = ()
+    """With train_backbone False: train only the head's last layer, and only its rows for these outputs
+    (position, scale, rotation, opacity, colour; models.head.HEAD_OUTPUTS); () = the whole head."""
     batch_size: int = 2
     """Scenes per iteration per process."""
     num_context: int = 4
@@ -106,6 +109,13 @@ class TrainConfig:
 
         self.model.validate()
         self.rule.validate()
+        if self.head_outputs:
+            from foresplat.models.head import HEAD_OUTPUTS
+
+            if self.train_backbone:
+                bad("head_outputs", "no restriction (()) when the backbone trains (train_backbone True)")
+            if not set(self.head_outputs) <= set(HEAD_OUTPUTS):
+                bad("head_outputs", f"a subset of {list(HEAD_OUTPUTS)}")
         self.synthetic.validate()
         for name in ("batch_size", "num_context", "width", "height", "iterations", "rule_workers"):
             if getattr(self, name) < 1:

@@ -59,13 +59,17 @@ def build_model(config: TrainConfig) -> tuple[Predictor, TrainConfig]:
         model = Predictor(config.model)
     if not config.train_backbone:
         model.freeze_backbone()
+    if config.head_outputs:
+        model.head.restrict_training(tuple(config.head_outputs))
     return model, config
 
 
 def build_optimizer(model: Predictor, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; weight decay on weight matrices/kernels only."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    """AdamW over the trainable parameters; weight decay on weight matrices/kernels only (and not on the
+    head's last layer when its training is restricted to some outputs: decay would move the others)."""
+    masked = {id(p) for p in model.head.out.parameters()} if model.head.restricted_to else set()
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and id(p) not in masked]
+    other = [p for p in model.parameters() if p.requires_grad and (p.dim() < 2 or id(p) in masked)]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
 
