@@ -178,6 +178,10 @@ def test_finetune_backbone_trains_the_whole_network_and_keeps_old_runs_resumable
         "opacity", "scale")
     with pytest.raises(ValueError, match="head_outputs"):
         claim_preset("cpu", head_outputs=("opacity",), finetune_backbone=True)
+    from foresplat.experiment.report import _trained_part
+
+    assert [_trained_part(c) for c in (head, whole, opacity)] == [
+        "head only", "whole network", "head's last layer, outputs opacity/scale"]
 
 
 # ---- end to end -----------------------------------------------------------------------------------------
@@ -199,6 +203,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     assert "NOT CHECKED" in a.verdict and "too small a design" in a.verdict  # 3 scenes < 16
     for name in ("claim.md", "claim.csv", "psnr_vs_steps_ci.png", "results.md", "psnr_vs_steps.png"):
         assert (out / "results/synthetic" / name).is_file(), name
+    assert "each (head only, lr" in (out / "results/synthetic/claim.md").read_text()
     cells = sorted((out / "cells/synthetic").rglob("*.json"))
     assert len(cells) == 2 * len(cfg.seeds) * cfg.eval_scenes
     stamps = {p: p.stat().st_mtime_ns for p in cells}

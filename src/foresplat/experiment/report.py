@@ -180,13 +180,22 @@ def _fmt(i: Interval) -> str:
     return f"{i.mean:+.2f} [{i.low:+.2f}, {i.high:+.2f}]"
 
 
+def _trained_part(cfg) -> str:
+    """What the fine-tunes of a ClaimConfig train, in words."""
+    if cfg.finetune_backbone:
+        return "whole network"
+    if cfg.head_outputs:
+        return "head's last layer, outputs " + "/".join(cfg.head_outputs)
+    return "head only"
+
+
 def markdown(a: ClaimAnalysis) -> str:
     """claim.md: the paired table, steps to match, per-scene differences and the verdict."""
     cfg = a.config
     t = cfg.treatment
     out = [f"# Claim experiment ({cfg.name} preset): {a.which} scenes", "",
            f"{len(a.scenes)} scenes x {len(a.seeds)} training seeds {a.seeds}; fine-tunes of "
-           f"{cfg.finetune_iterations} outer iterations each ({'whole network' if cfg.finetune_backbone else 'head only'}, "
+           f"{cfg.finetune_iterations} outer iterations each ({_trained_part(cfg)}, "
            f"lr {cfg.finetune_lr:g}, treatment {t}, lam {cfg.lam:g}, "
            f"K ~ U{{{cfg.k_min}..{cfg.k_max}}}, stride {cfg.stride}); {cfg.num_context} + {cfg.num_target} views; "
            f"{cfg.ci_level:.0%} bootstrap CIs ({cfg.n_boot} replicates, resampling scenes and seeds).", ""]
