@@ -155,7 +155,7 @@ def test_demo_finetune_config_is_the_shared_one():
     assert got == want
 
 
-def test_finetune_backbone_trains_the_whole_network_and_keeps_old_runs_resumable(tmp_path):
+def test_what_the_finetunes_train_reaches_them_and_old_runs_resume(tmp_path):
     import json
 
     from foresplat.experiment import claim_preset
