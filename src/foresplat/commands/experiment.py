@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 import tyro
 
 from foresplat.experiment.config import Treatment
+from foresplat.models.head import HeadOutput
 
 EXPERIMENTS = {"claim": "MetaGrad vs vanilla head fine-tunes at the paper's horizons, with confidence intervals"}
 
@@ -52,7 +53,7 @@ class ClaimCommand:
     """Override the fine-tunes' peak learning rate."""
     finetune_backbone: bool | None = None
     """True: the fine-tunes train the whole network (default: the Gaussian head only, backbone frozen)."""
-    head_outputs: tuple[Literal["position", "scale", "rotation", "opacity", "colour"], ...] | None = None
+    head_outputs: tuple[HeadOutput, ...] | None = None
     """Head-only fine-tunes that train only the head's last layer, and only its rows for these outputs
     (default: the whole head)."""
     treatment: Treatment | None = None

@@ -147,12 +147,11 @@ class ClaimConfig:
         if self.stride < 1:
             bad("stride", "a positive integer")
         if self.head_outputs:
-            from foresplat.models.head import HEAD_OUTPUTS
+            from foresplat.models.head import check_head_outputs
 
             if self.finetune_backbone:
                 bad("head_outputs", "() with finetune_backbone (the whole network trains)")
-            if not set(self.head_outputs) <= set(HEAD_OUTPUTS):
-                bad("head_outputs", f"a subset of {list(HEAD_OUTPUTS)}")
+            check_head_outputs(self.head_outputs, "ClaimConfig.head_outputs")
         if self.treatment not in TREATMENT_LABELS:
             bad("treatment", f"one of {sorted(TREATMENT_LABELS)}")
         from foresplat.meta import RuleConfig

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -85,9 +86,17 @@ def _rotate_sh1(sh1: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
     return torch.stack([-v[..., 1, :], v[..., 2, :], -v[..., 0, :]], dim=-2)
 
 
-HEAD_OUTPUTS = ("position", "scale", "rotation", "opacity", "colour")
-"""The groups of the head's raw channels, in channel order: offset (3), log-scale (3), quaternion (4),
-opacity (1), SH colour residual (3K)."""
+HeadOutput = Literal["position", "scale", "rotation", "opacity", "colour"]
+"""A group of the head's raw channels: offset (3), log-scale (3), quaternion (4), opacity (1), SH colour
+residual (3K)."""
+HEAD_OUTPUTS: tuple[str, ...] = get_args(HeadOutput)
+"""The groups in channel order."""
+
+
+def check_head_outputs(outputs: tuple[str, ...], field: str) -> None:
+    """Raises ValueError naming `field` unless outputs is a non-empty subset of HEAD_OUTPUTS."""
+    if not outputs or not set(outputs) <= set(HEAD_OUTPUTS):
+        raise ValueError(f"{field}: expected a non-empty subset of {list(HEAD_OUTPUTS)}, got {list(outputs)}")
 
 
 class GaussianHead(nn.Module):
@@ -105,10 +114,8 @@ class GaussianHead(nn.Module):
 
     def output_rows(self, outputs: tuple[str, ...]) -> torch.Tensor:
         """Boolean mask [num_out] of the raw channels of the named HEAD_OUTPUTS groups."""
+        check_head_outputs(outputs, "head outputs")
         sizes = dict(zip(HEAD_OUTPUTS, (3, 3, 4, 1, 3 * self.config.num_sh)))
-        unknown = sorted(set(outputs) - set(HEAD_OUTPUTS))
-        if unknown or not outputs:
-            raise ValueError(f"head outputs: expected a non-empty subset of {list(HEAD_OUTPUTS)}, got {list(outputs)}")
         return torch.cat([torch.full((sizes[g],), g in outputs, dtype=torch.bool) for g in HEAD_OUTPUTS])
 
     def restrict_training(self, outputs: tuple[str, ...]) -> None:

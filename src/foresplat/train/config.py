@@ -15,6 +15,7 @@ import tyro
 from foresplat.data.synthetic_config import SyntheticConfig
 from foresplat.meta import RuleConfig
 from foresplat.models import PredictorConfig
+from foresplat.models.head import HeadOutput, check_head_outputs
 
 Backend = Literal["auto", "reference", "cpu", "gsplat"]
 
@@ -31,7 +32,7 @@ class TrainConfig:
     """Start from this predictor checkpoint's weights (fine-tuning) instead of a random init (--ckpt)."""
     train_backbone: bool = True
     """False: freeze the backbone and train the Gaussian head only (MetaGrad fine-tuning)."""
-    head_outputs: tuple[str, ...] = ()
+    head_outputs: tuple[HeadOutput, ...] = ()
     """With train_backbone False: train only the head's last layer, and only its rows for these outputs
     (position, scale, rotation, opacity, colour; models.head.HEAD_OUTPUTS); () = the whole head."""
     batch_size: int = 2
@@ -110,12 +111,9 @@ class TrainConfig:
         self.model.validate()
         self.rule.validate()
         if self.head_outputs:
-            from foresplat.models.head import HEAD_OUTPUTS
-
             if self.train_backbone:
                 bad("head_outputs", "no restriction (()) when the backbone trains (train_backbone True)")
-            if not set(self.head_outputs) <= set(HEAD_OUTPUTS):
-                bad("head_outputs", f"a subset of {list(HEAD_OUTPUTS)}")
+            check_head_outputs(self.head_outputs, "TrainConfig.head_outputs")
         self.synthetic.validate()
         for name in ("batch_size", "num_context", "width", "height", "iterations", "rule_workers"):
             if getattr(self, name) < 1:
