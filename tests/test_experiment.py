@@ -214,7 +214,8 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     with pytest.raises(FileExistsError, match="--resume"):
         run_claim(cfg, out, progress=False)
     with pytest.raises(ValueError, match="another config"):
-        run_claim(claim_preset("smoke", eval_scenes=2), out, resume=True, progress=False)
+        run_claim(claim_preset("smoke", finetune_iterations=cfg.finetune_iterations + 1), out, resume=True,
+                  progress=False)
     rep = run_claim(cfg, out, report_only=True, progress=False).analyses["synthetic"]
     assert np.array_equal(rep.vanilla, a.vanilla) and rep.verdict == a.verdict
     cells[0].unlink()  # report-only leaves that scene out; a resume recomputes the lost cell, nothing else
@@ -226,6 +227,20 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     b = again.analyses["synthetic"]
     assert np.allclose(b.vanilla, a.vanilla, atol=1e-4) and np.allclose(b.treatment, a.treatment, atol=1e-4)
     assert json.loads((out / "claim.json").read_text())["status"] == "done"
+
+    # the evaluation set may grow on resume: only the new scene's cells are computed, the record follows
+    more = claim_preset("smoke", eval_scenes=cfg.eval_scenes + 1)
+    rep = run_claim(more, out, report_only=True, progress=False).analyses["synthetic"]
+    assert "Partial: 3 of 4" in rep.markdown
+    assert json.loads((out / "claim.json").read_text())["config"]["eval_scenes"] == cfg.eval_scenes
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "cells/synthetic").rglob("*.json")}
+    grown = run_claim(more, out, resume=True, progress=False).analyses["synthetic"]
+    assert len(grown.scenes) == cfg.eval_scenes + 1 and ft.stat().st_mtime_ns == ft_stamp
+    assert np.allclose(grown.vanilla[:, :cfg.eval_scenes], b.vanilla, atol=1e-4)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert len(list((out / "cells/synthetic").rglob("*.json"))) == 2 * len(cfg.seeds) * (cfg.eval_scenes + 1)
+    assert json.loads((out / "claim.json").read_text())["config"]["eval_scenes"] == cfg.eval_scenes + 1
+    assert "evaluation set changed (eval_scenes 3 -> 4)" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -117,6 +117,8 @@ def test_head_outputs_restrict_what_the_finetune_changes(trained, tmp_path):
     for name in ("means", "quats", "log_scales", "sh"):
         assert torch.equal(getattr(g0, name), getattr(g1, name)), name
     assert not torch.equal(g0.opacity_logits, g1.opacity_logits)
+    summary = json.loads((out / "summary.json").read_text())  # one row of weights and its bias
+    assert summary["trainable_parameters"] == init["head.out.weight"][0].numel() + 1
     with pytest.raises(ValueError, match="head_outputs"):
         tiny(tmp_path / "x", head_outputs=("opacity",))  # the backbone trains: no restriction possible
     with pytest.raises(ValueError, match="head_outputs"):

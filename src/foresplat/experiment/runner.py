@@ -29,6 +29,11 @@ from foresplat.io.atomic import atomic_write_json
 MARKER = "foresplat experiment claim"
 RESULT_NEUTRAL = ("rule_workers",)
 """ClaimConfig fields a resume may change: they do not change any stored result."""
+EVALUATION_SET = ("eval_scenes", "real_scenes")
+"""ClaimConfig fields that choose which scenes are evaluated, never how: a resume may change them. The
+fine-tunes do not read them and a stored cell is one (seed, rule, scene), the same whatever else is
+evaluated, so `--resume --eval-scenes 32` on a 16-scene run evaluates only the 16 new scenes, and
+`--resume --real True` only the real ones."""
 
 ADDED_FIELDS = ("synthetic_pool", "anchor_views", "treatment", "finetune_backbone", "head_outputs")
 """ClaimConfig fields newer than some stored runs: a record without them ran with their defaults."""
@@ -57,11 +62,13 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "scene"
 
 
-def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
+def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool, record_changes: bool = True) -> dict:
     """Creates `out` or, with resume, reopens a run of the same config; returns the claim.json record.
 
     Refuses a non-empty folder without resume, a folder not written by this command, and a resume
-    with a different config (its finished pieces would be mixed with the new ones)."""
+    with a different config (its finished pieces would be mixed with the new ones) other than in
+    RESULT_NEUTRAL and EVALUATION_SET; a changed EVALUATION_SET is written to the record unless
+    record_changes is False (--report-only writes nothing there)."""
     from foresplat.io.outputs import check_output_dir
 
     check_output_dir(out, option="--out")
@@ -78,10 +85,16 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool) -> dict:
             raise FileExistsError(f"--out {out}: holds an earlier claim run; pass --resume to continue it "
                                   "or choose another folder")
         old = _stored_config(record, config)  # a field added after the run started counts as its default
-        if old != {k: v for k, v in cfg.items() if k not in RESULT_NEUTRAL}:
-            diff = sorted(k for k in cfg if k not in RESULT_NEUTRAL and old.get(k) != cfg[k])
+        diff = sorted(k for k in cfg if k not in RESULT_NEUTRAL + EVALUATION_SET and old.get(k) != cfg[k])
+        if diff:
             raise ValueError(f"--resume: {out} was run with another config (differs in {diff}); "
                              "use the same preset and options, or another --out")
+        changed = {k: cfg[k] for k in EVALUATION_SET if old.get(k) != cfg[k]}
+        if changed and record_changes:  # the record says what its verdicts now cover
+            print(f"--resume: evaluation set changed ({', '.join(f'{k} {old.get(k)} -> {v}' for k, v in changed.items())}); "
+                  "stored cells are kept, missing ones are evaluated", flush=True)
+            record["config"] = {**(record.get("config") or {}), **changed}
+            atomic_write_json(record_path, record)
         return record
     out.mkdir(parents=True, exist_ok=True)
     record = {"written_by": MARKER, "config": cfg, "status": "running", "command": sys.argv}
@@ -98,15 +111,16 @@ def _stored_config(record: dict, config: ClaimConfig) -> dict:
 
 def check_control(config: ClaimConfig, source: Path) -> None:
     """Raises unless `source` is a claim run whose vanilla arm is this config's: its config may differ only
-    in TREATMENT_ONLY (and RESULT_NEUTRAL) fields."""
+    in TREATMENT_ONLY (and RESULT_NEUTRAL, EVALUATION_SET) fields."""
     try:
         record = json.loads((source / "claim.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FileNotFoundError(f"--control-from {source}: no readable claim.json there ({exc})") from None
     if not isinstance(record, dict) or record.get("written_by") != MARKER:
         raise ValueError(f"--control-from {source}: not a claim experiment folder")
-    old = {k: v for k, v in _stored_config(record, config).items() if k not in TREATMENT_ONLY}
-    new = {k: v for k, v in _config_dict(config).items() if k not in RESULT_NEUTRAL + TREATMENT_ONLY}
+    ignored = RESULT_NEUTRAL + TREATMENT_ONLY + EVALUATION_SET
+    old = {k: v for k, v in _stored_config(record, config).items() if k not in ignored}
+    new = {k: v for k, v in _config_dict(config).items() if k not in ignored}
     if old != new:
         diff = sorted(k for k in new if old.get(k) != new[k])
         raise ValueError(f"--control-from {source}: its vanilla arm was run with another config (differs in "
@@ -392,7 +406,7 @@ def run_claim(config: ClaimConfig, out_dir: str | Path, *, resume: bool = False,
 
 
 def _report(config: ClaimConfig, out: Path, progress: bool, data: Path | None) -> ClaimRun:
-    prepare_out_dir(out, config, resume=True)  # the same config as the run that wrote the cells
+    prepare_out_dir(out, config, resume=True, record_changes=False)  # the config of the run that wrote the cells
     ckpts = _existing_finetunes(config, out)
     run = ClaimRun(out)
     for which in ["synthetic"] + (["real"] if config.real_scenes else []):

@@ -112,8 +112,13 @@ class Predictor(nn.Module):
         return any(p.requires_grad for p in self.backbone.parameters())
 
     def num_parameters(self, trainable_only: bool = False) -> int:
-        """Number of parameters (all, or only those that require a gradient)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        """Number of parameters (all, or only those training can change: those that require a gradient,
+        less the last head layer's rows that GaussianHead.restrict_training holds fixed)."""
+        n = sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        if trainable_only and self.head.restricted_to:
+            fixed = int((~self.head.output_rows(self.head.restricted_to)).sum())
+            n -= fixed * sum(p[0].numel() for p in self.head.out.parameters())
+        return n
 
     @property
     def divisor(self) -> int:
