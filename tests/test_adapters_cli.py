@@ -33,6 +33,14 @@ def test_train_model_finetunes_only_the_head_and_predict_uses_it(tmp_path, capsy
 
     scene = ["synthetic:3", "--num-context", "3", "--num-target", "1", "--width", "32", "--height", "32"]
     assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--out", str(tmp_path / "a.ply")]) == 0
+    assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--consistent", "0.15",
+                 "--out", str(tmp_path / "k.ply")]) == 0
+    kept = json.loads((tmp_path / "k.json").read_text())
+    assert kept["num_predicted"] == read_ply(tmp_path / "a.ply").num > kept["num_gaussians"]
+    assert kept["num_gaussians"] == read_ply(tmp_path / "k.ply").num
+    assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--consistent", "0",
+                 "--out", str(tmp_path / "z.ply")]) == 2
+    assert "--consistent 0.0: depth_consistent: need rel_tol > 0" in capsys.readouterr().err
     assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"),
                  "--out", str(tmp_path / "b.ply")]) == 0
     assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"), "--head",

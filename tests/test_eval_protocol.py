@@ -159,6 +159,11 @@ def test_method_specs():
     m = MethodSpec.checkpoint("runs/a/model")
     assert (m.name, m.kind, str(m.path)) == ("model", "checkpoint", "runs/a/model")
     assert MethodSpec.checkpoint("v=runs/x.safetensors").name == "v"
+    both = MethodSpec.checkpoint("c=default+consistent+points")
+    assert (both.kind, str(both.path), both.consistent) == ("checkpoint+points", "default", True)
+    assert not MethodSpec.checkpoint("c=default+points").consistent
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        MethodSpec.checkpoint("c=+consistent")
     with pytest.raises(ValueError, match="unique"):
         build_methods(["points=x"], ["points"])
     with pytest.raises(ValueError, match="baselines"):

@@ -423,3 +423,44 @@ def test_photometric_sweep_finds_true_depth_on_textured_pixels():
     rnd = (1.0 / invd[0])[torch.randint(0, D, truth.shape, generator=torch.Generator().manual_seed(0))]
     chance = float((((rnd - truth).abs() / truth)[textured] < 0.1).float().mean())
     assert hit > 0.5 and hit > 3 * chance  # measured: 0.65 against 0.12
+
+
+def test_depth_consistency_keeps_what_other_views_confirm():
+    from foresplat.gaussians import Gaussians
+    from foresplat.models.consistency import depth_consistent, keep_depth_consistent
+    from foresplat.models.geometry import pixel_grid
+
+    # three cameras side by side looking at the plane z = 4 (the surface every view sees)
+    V, H, W, s = 3, 16, 24, 2
+    eye = torch.tensor([[-0.4, 0.0, 0.0], [0.0, 0.0, 0.0], [0.4, 0.0, 0.0]])
+    viewmats = look_at(eye, eye + torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -1.0, 0.0]))
+    Ks = torch.tensor([[20.0, 0, W / 2], [0, 20.0, H / 2], [0, 0, 1]]).expand(V, 3, 3).clone()
+    h, w = H // s, W // s
+    Kg = scale_intrinsics(Ks, 1 / s, 1 / s)
+    rays = torch.linalg.inv(Kg) @ pixel_grid(h, w)  # [V, 3, hw] camera rays with z = 1
+    cam = (rays * 4.0).transpose(1, 2)  # every pixel's point on the plane, camera frame
+    R, t = viewmats[:, :3, :3], viewmats[:, :3, 3]
+    means = torch.einsum("vji,vnj->vni", R, cam - t[:, None]).reshape(-1, 3)  # world
+    keep = depth_consistent(means, viewmats, Kg, h, w)
+    # the middle view overlaps both neighbours everywhere: all its points are confirmed
+    assert keep.reshape(V, -1)[1].all() and keep.float().mean() > 0.6
+    # the columns of an outer view that no other camera sees are not confirmed (nothing to check against)
+    seen_by_middle = (torch.einsum("ij,nj->ni", Kg[1], torch.einsum("ij,nj->ni", R[1], means) + t[1])[:, 0]
+                      / 4.0).reshape(V, -1)
+    assert not keep.reshape(V, -1)[0][(seen_by_middle[0] < 0) | (seen_by_middle[0] >= w)].any()
+    # a point pulled to 60% of its depth along its ray disagrees with every other view
+    moved = means.clone().reshape(V, -1, 3)
+    centre = -torch.einsum("ij,j->i", R[1].T, t[1])
+    moved[1, 5] = centre + 0.6 * (moved[1, 5] - centre)
+    keep2 = depth_consistent(moved.reshape(-1, 3), viewmats, Kg, h, w)
+    assert not keep2.reshape(V, -1)[1, 5] and keep2.reshape(V, -1)[1].sum() == h * w - 1
+    # on a Scene: the grid is inferred from the count; anything not pixel-aligned is refused
+    scene = Scene(images=torch.rand(V, H, W, 3), cameras=Cameras(viewmats, Ks, W, H), near=1.0, far=10.0)
+    n = means.shape[0]
+    g = Gaussians(means, torch.tensor([1.0, 0, 0, 0]).expand(n, 4), torch.zeros(n, 3), torch.zeros(n),
+                  torch.zeros(n, 1, 3))
+    assert keep_depth_consistent(g, scene).num == int(keep.sum())
+    with pytest.raises(ValueError, match="not one per pixel"):
+        keep_depth_consistent(g.select(torch.arange(n - 1)), scene)
+    with pytest.raises(ValueError, match="no Gaussian"):
+        keep_depth_consistent(g.replace(means=means * torch.tensor([1.0, 1.0, -1.0])), scene)

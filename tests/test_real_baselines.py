@@ -74,14 +74,16 @@ def test_evaluate_scene_reports_counts_and_target_coverage(tmp_path):
     scene = prepare_scene(_scene(), None, 16)
     cfg = EvalConfig(steps=(0, 2), budgets=(1e3,), num_context=3, num_target=1,
                      baselines=("points", "points-n", "random"), refine=RefineConfig(backend="cpu"))
-    methods = build_methods([f"tiny={tmp_path / 'm'}", f"tiny+points={tmp_path / 'm'}+points"], cfg.baselines)
-    assert [m.kind for m in methods[:2]] == ["checkpoint", "checkpoint+points"]
+    methods = build_methods([f"tiny={tmp_path / 'm'}", f"tiny+points={tmp_path / 'm'}+points",
+                             f"tiny+c={tmp_path / 'm'}+consistent"], cfg.baselines)
+    assert [m.kind for m in methods[:3]] == ["checkpoint", "checkpoint+points", "checkpoint"]
     res = evaluate_scene(scene, methods, cfg)
     by = {m.method: m for m in res.methods}
     assert all(m.ok for m in res.methods), [m.error for m in res.methods]
     assert by["points-n"].num_gaussians == by["tiny"].num_gaussians == by["random"].num_gaussians
     assert by["points"].num_gaussians > by["points-n"].num_gaussians
     assert by["tiny+points"].num_gaussians == by["tiny"].num_gaussians + by["points"].num_gaussians
+    assert 0 < by["tiny+c"].num_gaussians < by["tiny"].num_gaussians  # an untrained net: not every depth agrees
     for m in res.methods:
         assert 0.0 <= m.target_alpha <= 1.0
     assert by["tiny"].target_alpha > 0.5  # pixel-aligned Gaussians cover most of a nearby target view

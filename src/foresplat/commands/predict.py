@@ -3,6 +3,7 @@
     foresplat predict ../shared/data/llff_fern --width 64 --out g0.ply     # the shipped predictor
     foresplat predict synthetic:3 --ckpt runs/demo/model --out g0.ply
     foresplat predict ../shared/data/llff_fern --ckpt runs/base/model --width 128 --out fern_g0.ply
+    foresplat predict ../shared/data/llff_fern --width 64 --consistent 0.15 --out g0.ply   # depth-consistent only
     foresplat predict SCENE --model anysplat --weights weights/anysplat --width 448 --height 448 --out g0.ply
 
 The scene (any format foresplat.data.load_scene reads, or synthetic:SEED) is resized if asked and
@@ -61,6 +62,9 @@ class PredictCommand:
     """Resize the views to this height first (width follows the aspect ratio if not given)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device to run the predictor on ("auto" = cuda when available)."""
+    consistent: float | None = None
+    """Keep only the Gaussians another context view confirms at the same depth within this relative
+    tolerance (foresplat.models.consistency; 0.15 is what docs/REAL.md measures). None: keep all."""
 
 
 def fit_to_divisor(scene: Scene, divisor: int) -> Scene:
@@ -109,6 +113,14 @@ def run(cmd: PredictCommand) -> int:
     t0 = time.perf_counter()
     g = model.predict(context).detach().to(device="cpu", dtype=torch.float32)
     seconds = time.perf_counter() - t0
+    predicted = g.num
+    if cmd.consistent is not None:
+        from foresplat.models.consistency import keep_depth_consistent
+
+        try:
+            g = keep_depth_consistent(g, context, rel_tol=cmd.consistent)
+        except ValueError as e:
+            raise ValueError(f"--consistent {cmd.consistent}: {e}") from None
     out = Path(cmd.out)
     if cmd.sh_degree is not None:
         from foresplat.io import pad_sh_degree
@@ -123,6 +135,7 @@ def run(cmd: PredictCommand) -> int:
         "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
         "split": cmd.split, "split_seed": cmd.split_seed, "num_gaussians": g.num,
         "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
+        **({"consistent": cmd.consistent, "num_predicted": predicted} if cmd.consistent is not None else {}),
         **({"model": cmd.model, "weights": cmd.weights, "head": cmd.head} if cmd.model else {}),
         **({"onnx": cmd.onnx} if cmd.onnx else {}),
         **({"camera_alignment": model.last_alignment[0].summary()}

@@ -128,19 +128,26 @@ class MethodSpec:
     name: str
     kind: Literal["checkpoint", "checkpoint+points", "points", "points-n", "sfm-points", "random"]
     path: Path | None = None
+    consistent: bool = False
+    """A checkpoint's prediction keeps only its depth-consistent Gaussians (models.consistency)."""
 
     @staticmethod
     def checkpoint(spec: str | Path) -> "MethodSpec":
-        """From "NAME=PATH" or "PATH" (name: the file name without suffix)."""
+        """From "NAME=PATH" or "PATH" (name: the file name without suffix), PATH optionally followed by
+        "+consistent" (keep_depth_consistent on the prediction) and/or "+points" (the scene's sparse
+        points added), in that order."""
         text = str(spec)
         name, sep, path = text.partition("=")
         if not sep:
             name, path = Path(text).name.split(".")[0] or text, text
-        if not name or not path:
-            raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH")
+        kind = "checkpoint"
         if path.endswith("+points"):  # the prediction plus the scene's sparse points (init_from_points)
-            return MethodSpec(name, "checkpoint+points", Path(path[: -len("+points")]))
-        return MethodSpec(name, "checkpoint", Path(path))
+            kind, path = "checkpoint+points", path[: -len("+points")]
+        consistent = path.endswith("+consistent")
+        path = path[: -len("+consistent")] if consistent else path
+        if not name or not path:
+            raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH (PATH[+consistent][+points])")
+        return MethodSpec(name, kind, Path(path), consistent)
 
 
 def build_methods(checkpoints: Sequence[str | Path | MethodSpec], baselines: Sequence[str]) -> list[MethodSpec]:
@@ -313,6 +320,10 @@ def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predicto
         model = predictors.get(method.path)
         with torch.no_grad():
             g = model.predict(context).detach()
+        if method.consistent:
+            from foresplat.models.consistency import keep_depth_consistent
+
+            g = keep_depth_consistent(g, context)
         if method.kind == "checkpoint":
             return g
         pts = _points_start("points", context, config, learned_count, g.sh_degree, label=method.name)
@@ -505,4 +516,5 @@ def _config_dict(config: EvalConfig) -> dict:
 
 
 def _method_dict(m: MethodSpec) -> dict:
-    return {"name": m.name, "kind": m.kind, "path": None if m.path is None else str(m.path)}
+    return {"name": m.name, "kind": m.kind, "path": None if m.path is None else str(m.path),
+            "consistent": m.consistent}

@@ -91,8 +91,9 @@ def prepare_out_dir(out: Path, config: ClaimConfig, resume: bool, record_changes
                              "use the same preset and options, or another --out")
         changed = {k: cfg[k] for k in EVALUATION_SET if old.get(k) != cfg[k]}
         if changed and record_changes:  # the record says what its verdicts now cover
-            print(f"--resume: evaluation set changed ({', '.join(f'{k} {old.get(k)} -> {v}' for k, v in changed.items())}); "
-                  "stored cells are kept, missing ones are evaluated", flush=True)
+            what = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in changed.items())
+            print(f"--resume: evaluation set changed ({what}); stored cells are kept, missing ones are evaluated",
+                  flush=True)
             record["config"] = {**(record.get("config") or {}), **changed}
             atomic_write_json(record_path, record)
         return record
