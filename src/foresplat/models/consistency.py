@@ -17,8 +17,9 @@ from foresplat.gaussians import Gaussians
 from foresplat.models.geometry import scale_intrinsics
 
 DEFAULT_REL_TOL = 0.15
-"""Relative depth tolerance of the `+consistent` starts (docs/REAL.md: 0.05 kept 15-57% of the
-Gaussians and lost on most scenes; 0.15 keeps 35-80%)."""
+"""Relative depth tolerance of the `+consistent` starts (docs/REAL.md: at 64 px it keeps 35-80% of the
+shipped predictor's Gaussians on the evaluation scenes; 0.05 kept 15-57% on the held-out captures
+and lost on all but one)."""
 
 
 def depth_consistent(means: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, height: int, width: int,
