@@ -38,6 +38,9 @@ def test_train_model_finetunes_only_the_head_and_predict_uses_it(tmp_path, capsy
     kept = json.loads((tmp_path / "k.json").read_text())
     assert kept["num_predicted"] == read_ply(tmp_path / "a.ply").num > kept["num_gaussians"]
     assert kept["num_gaussians"] == read_ply(tmp_path / "k.ply").num
+    assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--foreground",
+                 "--out", str(tmp_path / "f.ply")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["foreground"] is True
     assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--consistent", "0",
                  "--out", str(tmp_path / "z.ply")]) == 2
     assert "--consistent 0.0: depth_consistent: need rel_tol > 0" in capsys.readouterr().err

@@ -159,8 +159,10 @@ def test_method_specs():
     m = MethodSpec.checkpoint("runs/a/model")
     assert (m.name, m.kind, str(m.path)) == ("model", "checkpoint", "runs/a/model")
     assert MethodSpec.checkpoint("v=runs/x.safetensors").name == "v"
-    both = MethodSpec.checkpoint("c=default+consistent+points")
-    assert (both.kind, str(both.path), both.consistent) == ("checkpoint+points", "default", True)
+    both = MethodSpec.checkpoint("c=default+points+consistent")
+    assert (both.kind, str(both.path), both.consistent, both.foreground) == ("checkpoint+points", "default", True, False)
+    fg = MethodSpec.checkpoint("runs/a+b/model+foreground")
+    assert (fg.name, str(fg.path), fg.kind, fg.foreground) == ("model+foreground", "runs/a+b/model", "checkpoint", True)
     assert not MethodSpec.checkpoint("c=default+points").consistent
     with pytest.raises(ValueError, match="NAME=PATH"):
         MethodSpec.checkpoint("c=+consistent")

@@ -427,7 +427,7 @@ def test_photometric_sweep_finds_true_depth_on_textured_pixels():
 
 def test_depth_consistency_keeps_what_other_views_confirm():
     from foresplat.gaussians import Gaussians
-    from foresplat.models.consistency import depth_consistent, keep_depth_consistent
+    from foresplat.models.filters import depth_consistent, keep_depth_consistent
     from foresplat.models.geometry import pixel_grid
 
     # three cameras side by side looking at the plane z = 4 (the surface every view sees)
@@ -464,3 +464,17 @@ def test_depth_consistency_keeps_what_other_views_confirm():
         keep_depth_consistent(g.select(torch.arange(n - 1)), scene)
     with pytest.raises(ValueError, match="no Gaussian"):
         keep_depth_consistent(g.replace(means=means * torch.tensor([1.0, 1.0, -1.0])), scene)
+
+
+def test_keep_foreground_drops_the_background_colour():
+    from foresplat.gaussians import Gaussians
+    from foresplat.models.filters import keep_foreground
+
+    rgb = torch.tensor([[0.0, 0.0, 0.0], [0.03, 0.0, 0.05], [0.5, 0.02, 0.0], [1.0, 1.0, 1.0], [0.97, 1.0, 0.99]])
+    n = rgb.shape[0]
+    g = Gaussians(torch.zeros(n, 3), torch.tensor([1.0, 0, 0, 0]).expand(n, 4), torch.zeros(n, 3), torch.zeros(n),
+                  rgb_to_sh_dc(rgb)[:, None])
+    assert torch.allclose(keep_foreground(g, None).means, g.means[[2, 3, 4]])  # black: the renderer's default
+    assert keep_foreground(g, (1.0, 1.0, 1.0)).num == 3  # a white background keeps the dark ones
+    with pytest.raises(ValueError, match="background colour"):
+        keep_foreground(g.select(torch.tensor([0, 1])), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from foresplat.data.sfm_like import SfmLikeConfig, _gradient_magnitude, sfm_like_points
@@ -84,6 +86,19 @@ def test_evaluate_scene_reports_counts_and_target_coverage(tmp_path):
     assert by["points"].num_gaussians > by["points-n"].num_gaussians
     assert by["tiny+points"].num_gaussians == by["tiny"].num_gaussians + by["points"].num_gaussians
     assert 0 < by["tiny+c"].num_gaussians < by["tiny"].num_gaussians  # an untrained net: not every depth agrees
+    from foresplat.data.scene import split_views
+    from foresplat.models.filters import keep_foreground
+    from foresplat.refine import scene_background
+
+    images = scene.images.clone()
+    images[:, :8, :8] = 0.0  # black corners: the colour the refiner composites onto (no masks)
+    dark = replace(scene, images=images)
+    (fg,) = evaluate_scene(dark, build_methods([f"tiny+f={tmp_path / 'm'}+foreground"], ()), cfg).methods
+    context = split_views(dark, cfg.num_context, cfg.num_target, cfg.split, cfg.split_seed).context
+    with torch.no_grad():
+        g = Predictor.from_checkpoint(tmp_path / "m").predict(context)
+    assert scene_background(context) is None and fg.ok
+    assert fg.num_gaussians == keep_foreground(g, None).num < g.num
     for m in res.methods:
         assert 0.0 <= m.target_alpha <= 1.0
     assert by["tiny"].target_alpha > 0.5  # pixel-aligned Gaussians cover most of a nearby target view

@@ -30,8 +30,9 @@ class EvalCommand:
     ckpt: tuple[str, ...] = ()
     """Predictor checkpoints as NAME=PATH or PATH (the <path>.safetensors/.json pair, without suffix); PATH may
     also be MODEL:WEIGHTS of a registered model (anysplat, da3, vggt, pi3x, edge) or a `train --model` head.
-    Suffixes: PATH+consistent keeps only the prediction's depth-consistent Gaussians (foresplat.models.consistency),
-    PATH+points adds the scene's sparse points; both: PATH+consistent+points."""
+    Suffixes (any of them, in any order; foresplat.models.filters): PATH+consistent keeps only the prediction's
+    depth-consistent Gaussians, PATH+foreground drops those of the background colour, PATH+points adds the
+    scene's sparse points."""
     scenes: tuple[str, ...] = ()
     """Scenes: folders (any format foresplat.data.load_scene reads), directories of scene folders, or
     synthetic:SEED (a held-out seed >= foresplat.data.synthetic.EVAL_SEED_START)."""

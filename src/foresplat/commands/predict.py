@@ -3,7 +3,7 @@
     foresplat predict ../shared/data/llff_fern --width 64 --out g0.ply     # the shipped predictor
     foresplat predict synthetic:3 --ckpt runs/demo/model --out g0.ply
     foresplat predict ../shared/data/llff_fern --ckpt runs/base/model --width 128 --out fern_g0.ply
-    foresplat predict ../shared/data/llff_fern --width 64 --consistent 0.15 --out g0.ply   # depth-consistent only
+    foresplat predict ../shared/data/llff_fern --width 64 --consistent 0.15 --foreground --out g0.ply  # filtered
     foresplat predict SCENE --model anysplat --weights weights/anysplat --width 448 --height 448 --out g0.ply
 
 The scene (any format foresplat.data.load_scene reads, or synthetic:SEED) is resized if asked and
@@ -64,7 +64,10 @@ class PredictCommand:
     """Device to run the predictor on ("auto" = cuda when available)."""
     consistent: float | None = None
     """Keep only the Gaussians another context view confirms at the same depth within this relative
-    tolerance (foresplat.models.consistency; 0.15 is what docs/REAL.md measures). None: keep all."""
+    tolerance (foresplat.models.filters; 0.15 is what docs/REAL.md measures). None: keep all."""
+    foreground: bool = False
+    """Drop the Gaussians of the background colour `foresplat refine` composites onto (a masked scene's
+    uniform background, else black; foresplat.models.filters.keep_foreground)."""
 
 
 def fit_to_divisor(scene: Scene, divisor: int) -> Scene:
@@ -114,13 +117,16 @@ def run(cmd: PredictCommand) -> int:
     g = model.predict(context).detach().to(device="cpu", dtype=torch.float32)
     seconds = time.perf_counter() - t0
     predicted = g.num
-    if cmd.consistent is not None:
-        from foresplat.models.consistency import keep_depth_consistent
+    from foresplat.models.filters import keep_depth_consistent, keep_foreground
+    from foresplat.refine.init import scene_background
 
-        try:
-            g = keep_depth_consistent(g, context, rel_tol=cmd.consistent)
-        except ValueError as e:
-            raise ValueError(f"--consistent {cmd.consistent}: {e}") from None
+    try:
+        option = f"--consistent {cmd.consistent}"
+        g = g if cmd.consistent is None else keep_depth_consistent(g, context, rel_tol=cmd.consistent)
+        option = "--foreground"
+        g = keep_foreground(g, scene_background(context)) if cmd.foreground else g
+    except ValueError as e:
+        raise ValueError(f"{option}: {e}") from None
     out = Path(cmd.out)
     if cmd.sh_degree is not None:
         from foresplat.io import pad_sh_degree
@@ -135,7 +141,8 @@ def run(cmd: PredictCommand) -> int:
         "height": scene.height, "context_indices": ctx_idx, "target_indices": tgt_idx,
         "split": cmd.split, "split_seed": cmd.split_seed, "num_gaussians": g.num,
         "sh_degree": g.sh_degree, "predict_seconds": seconds, "device": device,
-        **({"consistent": cmd.consistent, "num_predicted": predicted} if cmd.consistent is not None else {}),
+        **({"consistent": cmd.consistent, "foreground": cmd.foreground, "num_predicted": predicted}
+           if cmd.consistent is not None or cmd.foreground else {}),
         **({"model": cmd.model, "weights": cmd.weights, "head": cmd.head} if cmd.model else {}),
         **({"onnx": cmd.onnx} if cmd.onnx else {}),
         **({"camera_alignment": model.last_alignment[0].summary()}

@@ -129,25 +129,30 @@ class MethodSpec:
     kind: Literal["checkpoint", "checkpoint+points", "points", "points-n", "sfm-points", "random"]
     path: Path | None = None
     consistent: bool = False
-    """A checkpoint's prediction keeps only its depth-consistent Gaussians (models.consistency)."""
+    """A checkpoint's prediction keeps only its depth-consistent Gaussians (models.filters)."""
+    foreground: bool = False
+    """A checkpoint's prediction drops its Gaussians of the refiner's background colour (models.filters)."""
 
     @staticmethod
     def checkpoint(spec: str | Path) -> "MethodSpec":
         """From "NAME=PATH" or "PATH" (name: the file name without suffix), PATH optionally followed by
-        "+consistent" (keep_depth_consistent on the prediction) and/or "+points" (the scene's sparse
-        points added), in that order."""
+        "+consistent" (keep_depth_consistent on the prediction), "+foreground" (keep_foreground) and
+        "+points" (the scene's sparse points added), in any order: the filters run in that order."""
         text = str(spec)
         name, sep, path = text.partition("=")
         if not sep:
             name, path = Path(text).name.split(".")[0] or text, text
-        kind = "checkpoint"
-        if path.endswith("+points"):  # the prediction plus the scene's sparse points (init_from_points)
-            kind, path = "checkpoint+points", path[: -len("+points")]
-        consistent = path.endswith("+consistent")
-        path = path[: -len("+consistent")] if consistent else path
+        options = {"consistent": False, "foreground": False, "points": False}
+        while True:
+            word = next((w for w in options if path.endswith("+" + w)), None)
+            if word is None:
+                break
+            options[word], path = True, path[: -len(word) - 1]
         if not name or not path:
-            raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH (PATH[+consistent][+points])")
-        return MethodSpec(name, kind, Path(path), consistent)
+            raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH "
+                             "(PATH[+consistent][+foreground][+points])")
+        return MethodSpec(name, "checkpoint+points" if options["points"] else "checkpoint", Path(path),
+                          options["consistent"], options["foreground"])
 
 
 def build_methods(checkpoints: Sequence[str | Path | MethodSpec], baselines: Sequence[str]) -> list[MethodSpec]:
@@ -313,17 +318,20 @@ def _points_start(kind: str, context: Scene, config: EvalConfig, learned_count: 
 
 
 def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predictors: _Predictors,
-                learned_count: int | None) -> Gaussians:
+                learned_count: int | None, background: tuple[float, float, float] | None = None) -> Gaussians:
+    """The start of `method` on the context views; background: the refiner's (None = black)."""
     from foresplat.refine import init_random, scene_bounds
 
     if method.kind in ("checkpoint", "checkpoint+points"):
         model = predictors.get(method.path)
         with torch.no_grad():
             g = model.predict(context).detach()
-        if method.consistent:
-            from foresplat.models.consistency import keep_depth_consistent
+        from foresplat.models.filters import keep_depth_consistent, keep_foreground
 
+        if method.consistent:
             g = keep_depth_consistent(g, context)
+        if method.foreground:
+            g = keep_foreground(g, background)
         if method.kind == "checkpoint":
             return g
         pts = _points_start("points", context, config, learned_count, g.sh_degree, label=method.name)
@@ -365,7 +373,7 @@ def evaluate_scene(scene: Scene, methods: Sequence[MethodSpec], config: EvalConf
         result.methods.append(mr)
         try:
             t0 = time.perf_counter()
-            g0 = _initialise(method, context, config, predictors, learned_count)
+            g0 = _initialise(method, context, config, predictors, learned_count, refine_cfg.background)
             mr.predict_seconds = time.perf_counter() - t0
             g0 = g0.to(config.device).detach()
             if method.kind == "checkpoint" and learned_count is None:
@@ -517,4 +525,4 @@ def _config_dict(config: EvalConfig) -> dict:
 
 def _method_dict(m: MethodSpec) -> dict:
     return {"name": m.name, "kind": m.kind, "path": None if m.path is None else str(m.path),
-            "consistent": m.consistent}
+            "consistent": m.consistent, "foreground": m.foreground}

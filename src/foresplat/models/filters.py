@@ -1,21 +1,29 @@
-"""Multi-view depth consistency of a pixel-aligned prediction (the fusion filter of MVS pipelines).
+"""Filters on a prediction before refinement: which predicted Gaussians to keep.
 
-A pixel-aligned predictor returns one Gaussian per view and prediction pixel, view-major then
-row-major (N = V * h * w), so each view's Gaussians form a depth map D_v [h, w] (camera z of their
-means). A Gaussian of view i is *consistent* with view j when its mean, projected into j, lands on a
-pixel whose own Gaussian lies at the same depth there: |z_j - D_j(p)| <= rel_tol * D_j(p). Keeping only
-the Gaussians consistent with at least `min_views` other views drops the ones whose predicted depth
-no other view confirms (floaters in front of an object, background pixels put at arbitrary depths);
-docs/REAL.md measures what it does to refinement.
+Depth consistency (the fusion check of MVS pipelines). A pixel-aligned predictor returns one
+Gaussian per view and prediction pixel, view-major then row-major (N = V * h * w), so each view's
+Gaussians form a depth map D_v [h, w] (camera z of their means). A Gaussian of view i is
+*consistent* with view j when its mean, projected into j, lands on a pixel whose own Gaussian lies at
+the same depth there: |z_j - D_j(p)| <= rel_tol * D_j(p). Keeping only the Gaussians consistent with
+at least `min_views` other views drops the ones whose predicted depth no other view confirms
+(floaters in front of an object, background pixels put at arbitrary depths).
+
+Foreground. The refiner composites onto a known background colour (black, or a masked scene's
+uniform background: refine.init.scene_background). A predicted Gaussian of that colour adds nothing
+where the background shows and occludes wherever it lies in front of the object, so it is dropped.
+
+docs/REAL.md measures what each does to refinement.
 """
 
 from __future__ import annotations
 
 import torch
 
-from foresplat.gaussians import Gaussians
+from foresplat.gaussians import Gaussians, sh_dc_to_rgb
 from foresplat.models.geometry import scale_intrinsics
 
+DEFAULT_BACKGROUND_TOL = 0.06
+"""Largest per-channel difference of a Gaussian's base colour to the background that drops it."""
 DEFAULT_REL_TOL = 0.15
 """Relative depth tolerance of the `+consistent` starts (docs/REAL.md: at 64 px it keeps 35-80% of the
 shipped predictor's Gaussians on the evaluation scenes; 0.05 kept 15-57% on the held-out captures
@@ -72,4 +80,21 @@ def keep_depth_consistent(gaussians: Gaussians, scene, rel_tol: float = DEFAULT_
     if not bool(keep.any()):
         raise ValueError(f"depth consistency: no Gaussian of the {n} is confirmed by {min_views} other view(s) "
                          f"within {rel_tol:g} relative depth (do the views overlap?)")
+    return gaussians.select(keep.nonzero()[:, 0])
+
+
+def keep_foreground(gaussians: Gaussians, background: tuple[float, float, float] | None,
+                    tol: float = DEFAULT_BACKGROUND_TOL) -> Gaussians:
+    """The Gaussians [N] whose base colour (the SH DC term, clamped to [0, 1]) differs from
+    `background` (RGB in [0, 1]; None = black, the renderer's default) by more than `tol` in some
+    channel. Raises ValueError when none is left."""
+    if not 0 <= tol < 1:
+        raise ValueError(f"keep_foreground: tol must be in [0, 1), got {tol}")
+    bg = torch.tensor(background if background is not None else (0.0, 0.0, 0.0), dtype=gaussians.sh.dtype,
+                      device=gaussians.sh.device)
+    rgb = sh_dc_to_rgb(gaussians.sh[:, 0].detach()).clamp(0, 1)  # [N, 3]
+    keep = ((rgb - bg).abs() > tol).any(-1)
+    if not bool(keep.any()):
+        raise ValueError(f"foreground: all {gaussians.num} Gaussians have the background colour {bg.tolist()} "
+                         f"(within {tol:g})")
     return gaussians.select(keep.nonzero()[:, 0])
