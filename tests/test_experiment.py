@@ -343,8 +343,8 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
     c = run_claim(claim_preset("smoke", **treat), tmp_path / "c", progress=False).analyses["synthetic"]
     assert np.allclose(c.vanilla, a.vanilla, atol=1e-5) and np.array_equal(b.vanilla, a.vanilla)
     assert np.allclose(c.treatment, b.treatment, atol=1e-5) and not np.allclose(b.treatment, a.treatment, atol=1e-3)
-    with pytest.raises(ValueError, match=r"differs in \['eval_scenes'\]"):
-        run_claim(claim_preset("smoke", **dict(treat, eval_scenes=3)), tmp_path / "d", progress=False,
+    with pytest.raises(ValueError, match=r"differs in \['finetune_iterations'\]"):
+        run_claim(claim_preset("smoke", **dict(treat, finetune_iterations=3)), tmp_path / "d", progress=False,
                   control_from=tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="--control-from"):
         run_claim(claim_preset("smoke", **treat), tmp_path / "e", progress=False, control_from=tmp_path / "nope")
