@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -123,5 +124,21 @@ def test_init_from_predictor_checkpoint(tmp_path):
     m = json.loads(out.with_suffix(".json").read_text())
     g = read_ply(out)
     assert g.num == m["num_gaussians"] > 0 and g.sh_degree == model.config.head.sh_degree
+    # the filters of docs/REAL.md on the same prediction: the consistency check runs on the resized views
+    filtered = tmp_path / "filtered.ply"
+    assert refine_cmd.main(ARGS[:-1] + ["--width", "20", "--out", str(filtered), "--ckpt", str(tmp_path / "pred"),
+                                        "--init", "predicted+foreground+consistent", "--steps", "2",
+                                        "--eval-steps", "0"]) == 0
+    assert 0 < json.loads(filtered.with_suffix(".json").read_text())["num_gaussians"] < g.num
+    with pytest.raises(ValueError, match="give one initialisation"):
+        refine_cmd.main(ARGS[:-1] + ["--out", str(tmp_path / "x.ply"), "--ckpt", str(tmp_path / "pred"),
+                                     "--init", "random"])
+    scene = load_scene_spec("synthetic:5", num_views=4).resized(32, 32)
+    scene = replace(scene, images=torch.where(torch.arange(32)[:, None, None] < 12, 0.0, scene.images))
+    from foresplat.models.filters import keep_foreground
+
+    plain = initialize(f"ckpt:{tmp_path / 'pred'}", scene)
+    fg = initialize(f"ckpt:{tmp_path / 'pred'}+foreground", scene)
+    assert torch.equal(fg.means, keep_foreground(plain, None).means) and fg.num < plain.num
     with pytest.raises(FileNotFoundError):
         initialize(f"ckpt:{tmp_path / 'missing'}", load_scene_spec("synthetic:5", num_views=4))

@@ -39,7 +39,9 @@ class RefineCommand:
     """Scene folder or file (any format load_scene reads), or synthetic:SEED."""
     init: str = "points"
     """Initial Gaussians: points (sparse points, else a visual hull of the masks), random, predicted (the
-    predictor shipped with the package) or ply:PATH (another predictor: --ckpt)."""
+    predictor shipped with the package) or ply:PATH (another predictor: --ckpt). predicted may end with
+    +consistent (only depth-consistent Gaussians), +foreground (none of the background colour) and
+    +points (the scene's points added), e.g. predicted+foreground (foresplat.models.filters)."""
     ckpt: str | None = None
     """Initialise from this predictor checkpoint's prediction on the context views (replaces --init ckpt:PATH)."""
     model: str | None = None
@@ -106,10 +108,13 @@ def run(cmd: RefineCommand) -> int:
     metrics_path = out.with_suffix(".json")
     check_output_path(out, sidecars={metrics_path: "foresplat refine"})
     init = cmd.init
-    if cmd.ckpt is not None:
-        if cmd.init not in ("points", f"ckpt:{cmd.ckpt}"):
+    if cmd.ckpt is not None:  # --init predicted+SUFFIXES names the filters of this checkpoint's prediction
+        from foresplat.refine.init import START_SUFFIXES, split_start_suffixes
+
+        base, words = split_start_suffixes(cmd.init)
+        if base not in ("points", "predicted", f"ckpt:{cmd.ckpt}") or (base == "points" and words):
             raise ValueError(f"--ckpt {cmd.ckpt} and --init {cmd.init}: give one initialisation")
-        init = f"ckpt:{cmd.ckpt}"
+        init = f"ckpt:{cmd.ckpt}" + "".join(f"+{w}" for w in START_SUFFIXES if w in words)
     elif init.startswith("ckpt:"):
         from foresplat.commands._vocab import deprecation
 
@@ -158,7 +163,7 @@ def run(cmd: RefineCommand) -> int:
         raise ValueError("--weights/--head: name the model too (--model NAME)")
     else:
         g0 = initialize(init, split.context, num_random=cmd.num_random, seed=cfg.seed,
-                        sh_degree=cmd.sh_degree or 0)
+                        sh_degree=cmd.sh_degree or 0, background=cfg.background)
     if cmd.sh_degree is not None:
         from foresplat.io import pad_sh_degree
 

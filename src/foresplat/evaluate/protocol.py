@@ -142,17 +142,14 @@ class MethodSpec:
         name, sep, path = text.partition("=")
         if not sep:
             name, path = Path(text).name.split(".")[0] or text, text
-        options = {"consistent": False, "foreground": False, "points": False}
-        while True:
-            word = next((w for w in options if path.endswith("+" + w)), None)
-            if word is None:
-                break
-            options[word], path = True, path[: -len(word) - 1]
+        from foresplat.refine.init import split_start_suffixes
+
+        path, words = split_start_suffixes(path)
         if not name or not path:
             raise ValueError(f"checkpoint {spec!r}: expected NAME=PATH or PATH "
                              "(PATH[+consistent][+foreground][+points])")
-        return MethodSpec(name, "checkpoint+points" if options["points"] else "checkpoint", Path(path),
-                          options["consistent"], options["foreground"])
+        return MethodSpec(name, "checkpoint+points" if "points" in words else "checkpoint", Path(path),
+                          "consistent" in words, "foreground" in words)
 
 
 def build_methods(checkpoints: Sequence[str | Path | MethodSpec], baselines: Sequence[str]) -> list[MethodSpec]:

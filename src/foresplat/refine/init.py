@@ -1,6 +1,7 @@
 """Initial Gaussians for refinement: from sparse points, random in the scene bounds, a .ply, or a predictor.
 
-`initialize(spec, scene)` parses the CLI form: "points", "random", "ply:PATH" or "ckpt:PATH".
+`initialize(spec, scene)` parses the CLI form: "points", "random", "ply:PATH" or "ckpt:PATH", and
+"predicted" / "ckpt:PATH" followed by START_SUFFIXES ("+consistent", "+foreground", "+points").
 Point-based initialisations follow 3DGS: colour -> SH DC, isotropic log-scale = log of the
 root-mean-square distance to the 3 nearest other points (3DGS's distCUDA2, clamped at 1e-7 for
 the squared distance), identity quaternions, opacity 0.1.
@@ -216,19 +217,42 @@ def carve_points(scene: Scene, n: int, *, seed: int = 0, max_rounds: int = 50,
     return torch.cat(kept_p)[:n], torch.cat(kept_c)[:n]
 
 
-def predict_on(model: torch.nn.Module, scene: Scene) -> Gaussians:
+START_SUFFIXES = ("consistent", "foreground", "points")
+"""Words a predicted start may end with ("+word"): keep_depth_consistent, keep_foreground
+(foresplat.models.filters) and the scene's sparse points added, applied in that order."""
+
+
+def split_start_suffixes(spec: str) -> tuple[str, set[str]]:
+    """"PATH+consistent+points" -> ("PATH", {"consistent", "points"}): the START_SUFFIXES at the end of
+    `spec`, in any order (only those words are stripped, so a "+" elsewhere in a path stays)."""
+    words: set[str] = set()
+    while True:
+        word = next((w for w in START_SUFFIXES if spec.endswith("+" + w)), None)
+        if word is None:
+            return spec, words
+        words.add(word)
+        spec = spec[: -len(word) - 1]
+
+
+def predict_on(model: torch.nn.Module, scene: Scene, consistent: float | None = None) -> Gaussians:
     """A feed-forward model's prediction (a Predictor, or a foresplat.models.adapter.ModelAdapter) from
-    every view of `scene`, resized down to multiples of the model's `divisor` -> Gaussians [N] on the CPU."""
+    every view of `scene`, resized down to multiples of the model's `divisor` -> Gaussians [N] on the CPU.
+    consistent: keep only the depth-consistent Gaussians at this relative tolerance (models.filters)."""
     d = int(model.divisor)
     w, h = max(d, scene.width // d * d), max(d, scene.height // d * d)
     if (w, h) != (scene.width, scene.height):  # the model needs multiples of its divisor
         scene = scene.resized(w, h)
     with torch.no_grad():
-        return model.predict(scene).detach().to(device="cpu", dtype=torch.float32)
+        g = model.predict(scene).detach().to(device="cpu", dtype=torch.float32)
+    if consistent is not None:
+        from foresplat.models.filters import keep_depth_consistent
+
+        g = keep_depth_consistent(g, scene.to("cpu"), rel_tol=consistent)
+    return g
 
 
 def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int = 0,
-               sh_degree: int = 0) -> Gaussians:
+               sh_degree: int = 0, background: tuple[float, float, float] | None = None) -> Gaussians:
     """Initial Gaussians from a spec: "points" | "random" | "predicted" | "ply:PATH" | "ckpt:PATH".
 
     points: `init_from_points(scene.points, scene.point_colors)`; a scene without sparse points
@@ -237,14 +261,29 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
     random: `init_random(scene_bounds(scene), num_random)`;
     ply:PATH: foresplat.io.read_ply; ckpt:PATH: foresplat.models.Predictor.from_checkpoint(PATH)
     predicting from `scene` (pass the context views); predicted = ckpt:default, the predictor shipped
-    with the package; predicted+points = its prediction and the points start together.
+    with the package. A predicted start may end with START_SUFFIXES: "predicted+foreground" drops
+    the Gaussians of `background` (the refiner's; None = scene_background(scene), else black),
+    "+consistent" keeps the depth-consistent ones, "+points" adds the scene's points.
     """
+    base, words = split_start_suffixes(spec)
+    if words and (base == "predicted" or base.startswith("ckpt:")):
+        from foresplat.models.filters import DEFAULT_REL_TOL, keep_foreground
+
+        try:
+            from foresplat.models import Predictor
+        except ImportError as e:  # the models package is optional at this layer
+            raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
+        path = "default" if base == "predicted" else base[len("ckpt:"):]
+        g = predict_on(Predictor.from_checkpoint(path), scene,
+                       consistent=DEFAULT_REL_TOL if "consistent" in words else None)
+        if "foreground" in words:
+            g = keep_foreground(g, background if background is not None else scene_background(scene))
+        if "points" in words:
+            g = Gaussians.cat([g, initialize("points", scene, num_random=num_random, seed=seed,
+                                             sh_degree=g.sh_degree).to(g.means)])
+        return g
     if spec == "predicted":
         spec = "ckpt:default"
-    if spec == "predicted+points":  # the shipped predictor's start plus the scene's sparse points
-        g = initialize("ckpt:default", scene)
-        return Gaussians.cat([g, initialize("points", scene, num_random=num_random, seed=seed,
-                                            sh_degree=g.sh_degree).to(g.means)])
     kind, _, arg = spec.partition(":")
     if kind == "points":
         if scene.points is not None and scene.points.shape[0] > 0:
@@ -268,4 +307,5 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
         return predict_on(Predictor.from_checkpoint(arg), scene)
-    raise ValueError(f"--init {spec!r}: expected points, random, predicted, predicted+points, ply:PATH or ckpt:PATH")
+    raise ValueError(f"--init {spec!r}: expected points, random, predicted[+consistent][+foreground][+points], "
+                     "ply:PATH or ckpt:PATH[+...]")
