@@ -267,10 +267,9 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
     """
     base, words = split_start_suffixes(spec)
     if words and (base == "predicted" or base.startswith("ckpt:")):
-        from foresplat.models.filters import DEFAULT_REL_TOL, keep_foreground
-
         try:
             from foresplat.models import Predictor
+            from foresplat.models.filters import DEFAULT_REL_TOL, keep_foreground
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
         path = "default" if base == "predicted" else base[len("ckpt:"):]
