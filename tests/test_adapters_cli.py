@@ -43,7 +43,7 @@ def test_train_model_finetunes_only_the_head_and_predict_uses_it(tmp_path, capsy
     assert json.loads((tmp_path / "f.json").read_text())["foreground"] is True
     assert main(["predict", *scene, "--ckpt", str(tmp_path / "base"), "--consistent", "0",
                  "--out", str(tmp_path / "z.ply")]) == 2
-    assert "--consistent 0.0: depth_consistent: need rel_tol > 0" in capsys.readouterr().err
+    assert "--consistent/--foreground: depth_consistent: need rel_tol > 0" in capsys.readouterr().err
     assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"),
                  "--out", str(tmp_path / "b.ply")]) == 0
     assert main(["predict", *scene, "--model", "edge", "--weights", str(tmp_path / "base"), "--head",

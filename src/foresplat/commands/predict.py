@@ -117,16 +117,14 @@ def run(cmd: PredictCommand) -> int:
     g = model.predict(context).detach().to(device="cpu", dtype=torch.float32)
     seconds = time.perf_counter() - t0
     predicted = g.num
-    from foresplat.models.filters import keep_depth_consistent, keep_foreground
+    from foresplat.models.filters import filter_prediction
     from foresplat.refine.init import scene_background
 
     try:
-        option = f"--consistent {cmd.consistent}"
-        g = g if cmd.consistent is None else keep_depth_consistent(g, context, rel_tol=cmd.consistent)
-        option = "--foreground"
-        g = keep_foreground(g, scene_background(context)) if cmd.foreground else g
+        g = filter_prediction(g, context, consistent=cmd.consistent, foreground=cmd.foreground,
+                              background=scene_background(context))
     except ValueError as e:
-        raise ValueError(f"{option}: {e}") from None
+        raise ValueError(f"--consistent/--foreground: {e}") from None
     out = Path(cmd.out)
     if cmd.sh_degree is not None:
         from foresplat.io import pad_sh_degree

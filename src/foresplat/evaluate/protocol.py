@@ -323,12 +323,10 @@ def _initialise(method: MethodSpec, context: Scene, config: EvalConfig, predicto
         model = predictors.get(method.path)
         with torch.no_grad():
             g = model.predict(context).detach()
-        from foresplat.models.filters import keep_depth_consistent, keep_foreground
+        from foresplat.models.filters import DEFAULT_REL_TOL, filter_prediction
 
-        if method.consistent:
-            g = keep_depth_consistent(g, context)
-        if method.foreground:
-            g = keep_foreground(g, background)
+        g = filter_prediction(g, context, consistent=DEFAULT_REL_TOL if method.consistent else None,
+                              foreground=method.foreground, background=background)
         if method.kind == "checkpoint":
             return g
         pts = _points_start("points", context, config, learned_count, g.sh_degree, label=method.name)

@@ -98,3 +98,13 @@ def keep_foreground(gaussians: Gaussians, background: tuple[float, float, float]
         raise ValueError(f"foreground: all {gaussians.num} Gaussians have the background colour {bg.tolist()} "
                          f"(within {tol:g})")
     return gaussians.select(keep.nonzero()[:, 0])
+
+
+def filter_prediction(gaussians: Gaussians, scene, *, consistent: float | None = None, foreground: bool = False,
+                      background: tuple[float, float, float] | None = None) -> Gaussians:
+    """The filters a command asks for, in order: keep_depth_consistent at relative tolerance `consistent`
+    (None: skipped; `scene` = the views the prediction came from, at the size it saw), then
+    keep_foreground against `background` (None: black) when `foreground`. Gaussians [N] -> [N']."""
+    if consistent is not None:
+        gaussians = keep_depth_consistent(gaussians, scene, rel_tol=consistent)
+    return keep_foreground(gaussians, background) if foreground else gaussians

@@ -234,20 +234,21 @@ def split_start_suffixes(spec: str) -> tuple[str, set[str]]:
         spec = spec[: -len(word) - 1]
 
 
-def predict_on(model: torch.nn.Module, scene: Scene, consistent: float | None = None) -> Gaussians:
+def predict_on(model: torch.nn.Module, scene: Scene, **filters) -> Gaussians:
     """A feed-forward model's prediction (a Predictor, or a foresplat.models.adapter.ModelAdapter) from
     every view of `scene`, resized down to multiples of the model's `divisor` -> Gaussians [N] on the CPU.
-    consistent: keep only the depth-consistent Gaussians at this relative tolerance (models.filters)."""
+    filters: foresplat.models.filters.filter_prediction's options (consistent, foreground, background),
+    applied with the resized views the model saw."""
     d = int(model.divisor)
     w, h = max(d, scene.width // d * d), max(d, scene.height // d * d)
     if (w, h) != (scene.width, scene.height):  # the model needs multiples of its divisor
         scene = scene.resized(w, h)
     with torch.no_grad():
         g = model.predict(scene).detach().to(device="cpu", dtype=torch.float32)
-    if consistent is not None:
-        from foresplat.models.filters import keep_depth_consistent
+    if filters:
+        from foresplat.models.filters import filter_prediction
 
-        g = keep_depth_consistent(g, scene.to("cpu"), rel_tol=consistent)
+        g = filter_prediction(g, scene.to("cpu"), **filters)
     return g
 
 
@@ -269,14 +270,14 @@ def initialize(spec: str, scene: Scene, *, num_random: int = 10_000, seed: int =
     if words and (base == "predicted" or base.startswith("ckpt:")):
         try:
             from foresplat.models import Predictor
-            from foresplat.models.filters import DEFAULT_REL_TOL, keep_foreground
+            from foresplat.models.filters import DEFAULT_REL_TOL
         except ImportError as e:  # the models package is optional at this layer
             raise RuntimeError(f"--init {spec!r}: foresplat.models is not available ({e})") from e
         path = "default" if base == "predicted" else base[len("ckpt:"):]
         g = predict_on(Predictor.from_checkpoint(path), scene,
-                       consistent=DEFAULT_REL_TOL if "consistent" in words else None)
-        if "foreground" in words:
-            g = keep_foreground(g, background if background is not None else scene_background(scene))
+                       consistent=DEFAULT_REL_TOL if "consistent" in words else None,
+                       foreground="foreground" in words,
+                       background=background if background is not None else scene_background(scene))
         if "points" in words:
             g = Gaussians.cat([g, initialize("points", scene, num_random=num_random, seed=seed,
                                              sh_degree=g.sh_degree).to(g.means)])
