@@ -358,3 +358,27 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
     assert "reptile_psnr" in (tmp_path / "r/results/synthetic/claim.csv").read_text().splitlines()[0]
     with pytest.raises(ValueError, match="ClaimConfig.k_max"):
         claim_preset("smoke", treatment="unrolled", k_max=9)
+    # the study table over these runs: what each changed, and the numbers its analysis has
+    from foresplat.cli import main
+    from foresplat.experiment.report import _fmt
+
+    capsys.readouterr()
+    out = tmp_path / "study.md"
+    assert main(["experiment", "study", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "r"),
+                 "--out", str(out)]) == 0
+    rows = {line.split(" | ")[0][2:]: line for line in out.read_text().splitlines()[2:]}
+    assert set(rows) == {str(tmp_path / x) for x in "abr"} and capsys.readouterr().out.startswith("| run |")
+    for run, analysis in ((tmp_path / "a", a), (tmp_path / "b", b), (tmp_path / "r", r)):
+        row = rows[str(run)]
+        assert "`--seeds 0`" in row and "`--eval-scenes 2`" in row and "| 2 x 1 |" in row
+        assert all(_fmt(i) in row for i in analysis.diff_steps)
+    assert all(f"`{o}`" in rows[str(tmp_path / "b")] for o in ("--lam 0.3", "--k-min 3", "--k-max 5", "--stride 1",
+                                                              "--anchor-views both"))
+    assert "(c: vanilla arm from" in rows[str(tmp_path / "b")]
+    assert "`--treatment reptile`" in rows[str(tmp_path / "r")] and "--lam" not in rows[str(tmp_path / "a")]
+    lines = out.with_suffix(".csv").read_text().splitlines()
+    assert len(lines) == 1 + 3 * 5 and lines[0].startswith("run,preset,options")
+    assert main(["experiment", "study", str(tmp_path / "d")]) == 2  # refused above: no run there
+    err = capsys.readouterr().err
+    assert "no results/synthetic/claim.json" in err and len(err.strip().splitlines()) == 1
+    assert main(["experiment", "study"]) == 2 and "one or more claim run folders" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     foresplat experiment claim --preset smoke                      # seconds: the pipeline end to end
     foresplat experiment claim --preset cpu --out runs/claim-cpu   # ~1-2 h on 2 cores (estimated); --resume continues
     foresplat experiment claim --preset gpu --plan                 # print the resolved paper-scale config
+    foresplat experiment study runs/claim-cpu runs/claim-lam0      # one table over finished runs
 
 For each training seed: a vanilla and a MetaGrad head-only fine-tune of one base predictor with the
 same budget, scenes and seed; every head refined on unseen scenes for 0..2000 steps and wall-clock
@@ -21,7 +22,8 @@ import tyro
 from foresplat.experiment.config import Treatment
 from foresplat.models.head import HeadOutput
 
-EXPERIMENTS = {"claim": "MetaGrad vs vanilla head fine-tunes at the paper's horizons, with confidence intervals"}
+EXPERIMENTS = {"claim": "MetaGrad vs vanilla head fine-tunes at the paper's horizons, with confidence intervals",
+               "study": "one table over finished claim runs: what each changed, its paired differences and claims"}
 
 
 @dataclass
@@ -92,6 +94,39 @@ class ClaimCommand:
     """Show progress bars."""
 
 
+@dataclass
+class StudyCommand:
+    """Tabulate finished claim runs: the options each changed against its preset, treatment - vanilla at
+    every step with its CI, steps to match and the two claims (foresplat.experiment.study)."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """Claim run folders (each holds claim.json and results/<scenes>/claim.json)."""
+    scenes: Literal["synthetic", "real"] = "synthetic"
+    """Which scene set's analysis to tabulate."""
+    out: Path | None = None
+    """Also write the table here (.md) and, beside it, the long-format .csv."""
+
+
+def study(cmd: StudyCommand) -> int:
+    """Prints (and with --out writes) the study table of cmd.runs."""
+    from foresplat.errors import UsageError
+    from foresplat.experiment.study import load_row, study_csv, study_markdown
+    from foresplat.io.atomic import atomic_write_text
+
+    if not cmd.runs:
+        raise UsageError("experiment study: expected one or more claim run folders")
+    if cmd.out is not None and cmd.out.suffix.lower() == ".csv":
+        raise UsageError(f"--out {cmd.out}: expected the .md path (the .csv is written beside it)")
+    rows = [load_row(run, cmd.scenes) for run in cmd.runs]
+    table = study_markdown(rows)
+    print(table, end="")
+    if cmd.out is not None:
+        atomic_write_text(cmd.out, table)
+        atomic_write_text(cmd.out.with_suffix(".csv"), study_csv(rows))
+        print(f"wrote {cmd.out} and {cmd.out.with_suffix('.csv')}")
+    return 0
+
+
 def resolve(cmd: ClaimCommand):
     """The validated ClaimConfig of the command (ValueError naming the field on bad input)."""
     from foresplat.experiment import claim_preset
@@ -131,6 +166,8 @@ def main(argv: list[str]) -> int:
         raise UsageError("experiment: expected an experiment name: " + ", ".join(EXPERIMENTS))
     if argv[0] not in EXPERIMENTS:
         raise UsageError(f"experiment: unknown experiment {argv[0]!r}; available: {sorted(EXPERIMENTS)}")
+    if argv[0] == "study":
+        return study(tyro.cli(StudyCommand, args=argv[1:], prog="foresplat experiment study"))
     cmd = tyro.cli(ClaimCommand, args=argv[1:], prog="foresplat experiment claim")
     config = resolve(cmd)
     if cmd.plan:

@@ -4,7 +4,8 @@
     run = run_claim(claim_preset("smoke"), "runs/claim-smoke")     # verdicts in run.analyses[set].verdict
 
 Modules: config (ClaimConfig, CLAIM_PRESETS), runner (fine-tunes, resumable per-scene cells), stats
-(paired differences, bootstrap CIs, steps to match), report (analysis, md/csv/json, plot with CI band).
+(paired differences, bootstrap CIs, steps to match), report (analysis, md/csv/json, plot with CI band),
+study (one table over finished runs: `foresplat experiment study`).
 """
 
 from foresplat.experiment.config import CLAIM_PRESETS, ClaimConfig, claim_preset
