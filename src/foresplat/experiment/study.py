@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,20 +73,20 @@ def load_row(run: str | Path, which: str = "synthetic") -> StudyRow:
     path = run / "results" / which / "claim.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        config, claims = doc["config"], doc["claims"]
         record = json.loads((run / "claim.json").read_text(encoding="utf-8"))
+        config = doc["config"]
+        holds = [c.get("holds") for c in doc["claims"]] + [None] * 3  # report.claims_of: design, gain, match[, start]
+        return StudyRow(str(run), config["name"], changed_options(config), len(doc["scenes"]), len(doc["seeds"]),
+                        config.get("treatment", "metagrad"), [int(k) for k in doc["steps"]],
+                        [{k: d[k] for k in ("mean", "low", "high")} for d in doc["diff_steps"]],
+                        doc.get("steps_to_match"), holds[1], holds[2], list(record.get("control_from", [])))
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"experiment study: {run}: no {Path(exc.filename).relative_to(run)} there "
-                                f"(not a claim run, or no {which} results yet: `foresplat experiment claim "
-                                f"--report-only --out {run}` analyses a running one)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        missing = os.path.relpath(exc.filename, run) if exc.filename else "claim.json"
+        raise FileNotFoundError(f"experiment study: {run}: no {missing} there (not a claim run, or no {which} "
+                                f"results yet: `foresplat experiment claim --report-only --out {run}` analyses a "
+                                "running one)") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"experiment study: {path}: not a claim result ({type(exc).__name__}: {exc})") from None
-    holds = [c.get("holds") for c in claims] + [None] * 3  # report.claims_of: design, gain, match[, start]
-    return StudyRow(str(run), config["name"], changed_options(config), len(doc["scenes"]), len(doc["seeds"]),
-                    config.get("treatment", "metagrad"), [int(k) for k in doc["steps"]],
-                    [{k: d[k] for k in ("mean", "low", "high")} for d in doc["diff_steps"]],
-                    doc.get("steps_to_match"), holds[1], holds[2],
-                    list(record.get("control_from", [])) if isinstance(record, dict) else [])
 
 
 def _interval(d: dict) -> str:
