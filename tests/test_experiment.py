@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -360,7 +361,7 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
         claim_preset("smoke", treatment="unrolled", k_max=9)
     # the study table over these runs: what each changed, and the numbers its analysis has
     from foresplat.cli import main
-    from foresplat.experiment.report import _fmt
+    from foresplat.experiment.report import format_interval
 
     capsys.readouterr()
     out = tmp_path / "study.md"
@@ -371,7 +372,7 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
     for run, analysis in ((tmp_path / "a", a), (tmp_path / "b", b), (tmp_path / "r", r)):
         row = rows[str(run)]
         assert "`--seeds 0`" in row and "`--eval-scenes 2`" in row and "| 2 x 1 |" in row
-        assert all(_fmt(i) in row for i in analysis.diff_steps)
+        assert all(format_interval(i) in row for i in analysis.diff_steps)
     assert all(f"`{o}`" in rows[str(tmp_path / "b")] for o in ("--lam 0.3", "--k-min 3", "--k-max 5", "--stride 1",
                                                               "--anchor-views both"))
     assert "(c: vanilla arm from" in rows[str(tmp_path / "b")]
@@ -382,3 +383,8 @@ def test_control_from_copies_the_vanilla_arm_which_the_treatment_fields_do_not_c
     err = capsys.readouterr().err
     assert "no results/synthetic/claim.json" in err and len(err.strip().splitlines()) == 1
     assert main(["experiment", "study"]) == 2 and "one or more claim run folders" in capsys.readouterr().err
+    from foresplat.evaluate.results import json_safe
+    from foresplat.experiment.study import changed_options
+
+    stored = json_safe(asdict(claim_preset("cpu", base="x.pt", real_scenes=True, min_gain=0.3)))
+    assert changed_options(stored) == ["--base-ckpt x.pt", "--real True", "min_gain=0.3"]  # no CLI option: name=value

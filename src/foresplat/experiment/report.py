@@ -149,7 +149,7 @@ def claims_of(a: ClaimAnalysis, min_scenes: int) -> list[Claim]:
                         f"{a.treatment[..., -1].mean():.2f} vs {a.vanilla[..., -1].mean():.2f} dB: "
                         f"{d.mean:+.2f} dB, CI [{d.low:+.2f}, {d.high:+.2f}]"))
     point, lo, hi = a.match
-    ci = f"CI [{_steps(lo)}, {_steps(hi)}]"
+    ci = f"CI [{format_steps(lo)}, {format_steps(hi)}]"
     claims.append(Claim(match, point is not None and point <= cfg.match_within,
                         f"never within {last} steps ({ci})" if point is None else f"at step {point:.0f} ({ci})"))
     d0 = a.diff_steps[0]
@@ -158,7 +158,8 @@ def claims_of(a: ClaimAnalysis, min_scenes: int) -> list[Claim]:
     return claims
 
 
-def _steps(x: float | None) -> str:
+def format_steps(x: float | None) -> str:
+    """A step count for the tables: "never" for None or a non-finite value."""
     return "never" if x is None or not math.isfinite(x) else f"{x:.0f}"
 
 
@@ -176,7 +177,8 @@ def pooled_report(a: ClaimAnalysis, cells: dict) -> EvalReport:
     return rep
 
 
-def _fmt(i: Interval) -> str:
+def format_interval(i: Interval) -> str:
+    """"+0.35 [+0.15, +0.59]": a mean and its CI in dB, signed."""
     return f"{i.mean:+.2f} [{i.low:+.2f}, {i.high:+.2f}]"
 
 
@@ -207,7 +209,7 @@ def markdown(a: ClaimAnalysis) -> str:
             "| | " + " | ".join(str(k) for k in a.steps) + " |", "|---" * (len(a.steps) + 1) + "|"]
     out.append("| vanilla | " + " | ".join(f"{i.mean:.2f}" for i in a.vanilla_ci) + " |")
     out.append(f"| {t} | " + " | ".join(f"{i.mean:.2f}" for i in a.treatment_ci) + " |")
-    out.append(f"| {t} - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_steps) + " |")
+    out.append(f"| {t} - vanilla [CI] | " + " | ".join(format_interval(i) for i in a.diff_steps) + " |")
     out.append("| scenes ahead | " + " | ".join(
         f"{int((a.treatment[..., x] - a.vanilla[..., x] > 0).sum())}/{a.vanilla[..., x].size}"
         for x in range(len(a.steps))) + " |")
@@ -216,11 +218,11 @@ def markdown(a: ClaimAnalysis) -> str:
             "| | " + " | ".join(f"+{b:g} s" for b in a.budgets) + " |", "|---" * (len(a.budgets) + 1) + "|",
             "| vanilla | " + " | ".join(f"{x:.2f}" for x in a.vanilla_budget.mean((0, 1))) + " |",
             f"| {t} | " + " | ".join(f"{x:.2f}" for x in a.treatment_budget.mean((0, 1))) + " |",
-            f"| {t} - vanilla [CI] | " + " | ".join(_fmt(i) for i in a.diff_budgets) + " |", ""]
+            f"| {t} - vanilla [CI] | " + " | ".join(format_interval(i) for i in a.diff_budgets) + " |", ""]
     point, lo, hi = a.match
     out += [f"## Steps for {t} to reach vanilla's final PSNR", "",
-            f"pooled: {_steps(point)} (CI [{_steps(lo)}, {_steps(hi)}]); per seed: "
-            + ", ".join(f"seed {s}: {_steps(v)}" for s, v in a.match_per_seed.items()), "",
+            f"pooled: {format_steps(point)} (CI [{format_steps(lo)}, {format_steps(hi)}]); per seed: "
+            + ", ".join(f"seed {s}: {format_steps(v)}" for s, v in a.match_per_seed.items()), "",
             f"## Per scene: {t} - vanilla after {a.steps[-1]} steps (mean over seeds; per seed)", "",
             "| scene | mean | " + " | ".join(f"seed {s}" for s in a.seeds) + " |", "|---" * (len(a.seeds) + 2) + "|"]
     d = a.treatment[..., -1] - a.vanilla[..., -1]  # [S, J]

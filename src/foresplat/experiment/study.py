@@ -12,15 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from foresplat.evaluate.results import json_safe
 from foresplat.experiment.config import claim_preset
+from foresplat.experiment.report import format_interval, format_steps
+from foresplat.experiment.stats import Interval
 
-FLAG_NAMES = {"base": "base-ckpt", "real_scenes": "real"}
+FLAG_NAMES = {"base": "base_ckpt", "real_scenes": "real"}
 """ClaimConfig fields whose `foresplat experiment claim` option has another name."""
 NOT_OPTIONS = ("name",)
 """Fields that are not a changed setting (the preset is its own column)."""
@@ -38,8 +39,8 @@ class StudyRow:
     seeds: int
     treatment: str
     steps: list[int]
-    diff: list[dict]
-    """Per step: {"mean", "low", "high"} of treatment - vanilla."""
+    diff: list[Interval]
+    """Per step: treatment - vanilla with its CI."""
     match: dict | None
     """{"estimate", "low", "high"}: steps to reach vanilla's final PSNR (None = never)."""
     gain_holds: bool | None
@@ -57,13 +58,17 @@ def changed_options(config: dict) -> list[str]:
     """The `foresplat experiment claim` flags that turn preset config["name"] into `config` (a stored
     ClaimConfig as JSON); fields the preset lacks are ignored, fields that are no CLI option show as
     name=value."""
+    from foresplat.commands.experiment import ClaimCommand
+
+    options = {f.name for f in fields(ClaimCommand)}
     preset = json_safe(asdict(claim_preset(config["name"])))
     out = []
     for key, default in preset.items():
         if key in NOT_OPTIONS or key not in config or json_safe(config[key]) == default:
             continue
-        flag = FLAG_NAMES.get(key, key.replace("_", "-"))
-        out.append(f"--{flag} {_flag_value(config[key])}")
+        option = FLAG_NAMES.get(key, key)
+        value = _flag_value(config[key])
+        out.append(f"--{option.replace('_', '-')} {value}" if option in options else f"{key}={value}")
     return out
 
 
@@ -78,7 +83,7 @@ def load_row(run: str | Path, which: str = "synthetic") -> StudyRow:
         holds = [c.get("holds") for c in doc["claims"]] + [None] * 3  # report.claims_of: design, gain, match[, start]
         return StudyRow(str(run), config["name"], changed_options(config), len(doc["scenes"]), len(doc["seeds"]),
                         config.get("treatment", "metagrad"), [int(k) for k in doc["steps"]],
-                        [{k: d[k] for k in ("mean", "low", "high")} for d in doc["diff_steps"]],
+                        [Interval(**d) for d in doc["diff_steps"]],
                         doc.get("steps_to_match"), holds[1], holds[2], list(record.get("control_from", [])))
     except FileNotFoundError as exc:
         missing = os.path.relpath(exc.filename, run) if exc.filename else "claim.json"
@@ -89,18 +94,10 @@ def load_row(run: str | Path, which: str = "synthetic") -> StudyRow:
         raise ValueError(f"experiment study: {path}: not a claim result ({type(exc).__name__}: {exc})") from None
 
 
-def _interval(d: dict) -> str:
-    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
-
-
-def _steps(x) -> str:
-    return "never" if x is None or not math.isfinite(float(x)) else f"{float(x):.0f}"
-
-
 def _match(m: dict | None) -> str:
     if m is None:
         return "-"
-    return f"{_steps(m.get('estimate'))} [{_steps(m.get('low'))}, {_steps(m.get('high'))}]"
+    return f"{format_steps(m.get('estimate'))} [{format_steps(m.get('low'))}, {format_steps(m.get('high'))}]"
 
 
 def _holds(x: bool | None) -> str:
@@ -118,7 +115,7 @@ def study_markdown(rows: list[StudyRow]) -> str:
         opts = " ".join(f"`{o}`" for o in r.options) or "(the preset)"
         if r.control_from:
             opts += " (c: vanilla arm from " + ", ".join(r.control_from) + ")"
-        cells = [_interval(r.diff[r.steps.index(k)]) if k in r.steps else "-" for k in steps]
+        cells = [format_interval(r.diff[r.steps.index(k)]) if k in r.steps else "-" for k in steps]
         out.append("| " + " | ".join([r.run, opts, f"{r.scenes} x {r.seeds}", *cells, _match(r.match),
                                      _holds(r.gain_holds), _holds(r.match_holds)]) + " |")
     return "\n".join(out) + "\n"
@@ -133,7 +130,7 @@ def study_csv(rows: list[StudyRow]) -> str:
     for r in rows:
         for k, d in zip(r.steps, r.diff):
             w.writerow([r.run, r.preset, " ".join(r.options), r.treatment, r.scenes, r.seeds, k,
-                        f"{d['mean']:.6f}", f"{d['low']:.6f}", f"{d['high']:.6f}",
-                        _steps(None if r.match is None else r.match.get("estimate")),
+                        f"{d.mean:.6f}", f"{d.low:.6f}", f"{d.high:.6f}",
+                        format_steps(None if r.match is None else r.match.get("estimate")),
                         _holds(r.gain_holds), _holds(r.match_holds)])
     return buf.getvalue()
